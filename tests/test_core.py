@@ -69,10 +69,9 @@ async def test_cancelled_and_unawaited_requests_leave_the_router():
 async def test_stop_fails_every_waiter_at_once():
     async with run_kernel() as (km, kc):
         waiters = [kc.execute('import time; time.sleep(0.5)', reply=True) for _ in range(20)]
-        start = time.monotonic()
         await kc.astop_channels()
+        assert all(w.future.done() for w in waiters)  # failed at once, not when the kernel answers
         results = await asyncio.gather(*waiters, return_exceptions=True)
-        assert time.monotonic() - start < 0.5
         assert all(isinstance(r, ChannelsStoppedError) for r in results)
         assert len(kc.pending) == 0
         with pytest.raises(ChannelsStoppedError): kc.execute('1')
