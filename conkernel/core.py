@@ -145,7 +145,8 @@ def forget(self:Router, msg_id:str, future:asyncio.Future|None=None):
 @patch
 def dispatch(self:Router, channel:str, msg:dict):
     "Give `msg` to the request it answers, else to `channel`'s queue"
-    msg_id = msg['parent_header'].get('msg_id')
+    parent = msg['parent_header']
+    msg_id = parent.get('msg_id') if parent else None  # some kernels send a null parent
     p = self.requests.get(msg_id)
     if channel == 'iopub':
         self.queues['iopub'].put(msg)
