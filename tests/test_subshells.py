@@ -1,0 +1,54 @@
+"Subshells (JEP 91): parallel requests inside one kernel, the context manager's cleanup, kernels without them."
+import asyncio
+
+import pytest
+
+from conkernel import NoSubshellsError, Subshell, SubshellError, run_kernel
+
+
+def value(reply): return reply['content']['user_expressions']['v']['data']['text/plain']
+
+
+@pytest.mark.parametrize('kernel', ['python3', 'py'])
+async def test_subshell_requests_finish_while_the_main_shell_sleeps(kernel):
+    async with run_kernel(kernel) as (km, kc):
+        subs = [Subshell(kc, await kc.create_subshell()) for _ in range(4)]
+        assert sorted(await kc.list_subshells()) == sorted(s.subshell_id for s in subs)
+        slow = kc.execute('import time; time.sleep(2)', reply=True)
+        replies = await asyncio.gather(*[subs[i % 4].execute(f'{i}', user_expressions={'v': f'{i}*{i}'}, reply=True)
+                                         for i in range(20)])
+        assert not slow.future.done()  # every subshell reply came while the main shell still slept
+        assert [value(r) for r in replies] == [str(i * i) for i in range(20)]
+        assert (await slow)['content']['status'] == 'ok'
+        for s in subs: await kc.delete_subshell(s.subshell_id)
+        assert await kc.list_subshells() == []
+        assert len(kc.pending) == 0
+
+
+async def test_subshell_view_binds_every_request_method():
+    async with run_kernel() as (km, kc):
+        async with kc.subshell() as sh:
+            msg_id = sh.execute('1')
+            assert (await kc.get_shell_msg(timeout=10))['parent_header']['msg_id'] == msg_id
+            assert (await sh.kernel_info(reply=True))['msg_type'] == 'kernel_info_reply'
+            assert sh.session is kc.session  # everything else is the client's own
+
+
+async def test_subshell_block_deletes_its_subshell_when_the_body_raises():
+    async with run_kernel() as (km, kc):
+        with pytest.raises(ZeroDivisionError):
+            async with kc.subshell() as sh:
+                assert await kc.list_subshells() == [sh.subshell_id]
+                1 / 0
+        assert await kc.list_subshells() == []
+        with pytest.raises(SubshellError, match='Unknown subshell'): await kc.delete_subshell(sh.subshell_id)
+        assert len(kc.pending) == 0
+
+
+async def test_kernel_without_subshells_gets_a_clear_error_at_once():
+    async with run_kernel('xpython') as (km, kc):
+        assert not await kc.supports_subshells()
+        with pytest.raises(NoSubshellsError, match="xpython"): await kc.create_subshell(timeout=None)
+        with pytest.raises(NoSubshellsError):
+            async with kc.subshell(): pass
+        assert len(kc.pending) == 0
