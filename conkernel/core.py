@@ -355,14 +355,15 @@ def execute(self:ConKernelClient,
             reply:bool=False,         # return an awaitable of the execute_reply instead of the msg_id
             timeout=USE_DEFAULT,      # seconds to wait for the reply (None: forever)
             msg_id:str|None=None,     # msg_id to send under (default: a fresh one)
-            subshell_id:str|None=None): # run on this subshell
+            subshell_id:str|None=None, # run on this subshell
+            **track): # `until_idle`, `on_iopub`, `on_stdin`: passed to `Router.register`
     "Execute `code`; returns the msg_id, or with `reply=True` an awaitable of the reply"
     if not isinstance(code, str): raise ValueError(f"code {code!r} must be a string")
     user_expressions = user_expressions or {}
     validate_string_dict(user_expressions)
     content = dict(code=code, silent=silent, store_history=store_history, user_expressions=user_expressions,
                    allow_stdin=self.allow_stdin if allow_stdin is None else allow_stdin, stop_on_error=stop_on_error)
-    return self._request('shell', 'execute_request', content, reply, timeout, msg_id, subshell_id)
+    return self._request('shell', 'execute_request', content, reply, timeout, msg_id, subshell_id, **track)
 
 @patch
 def kernel_info(self:ConKernelClient, *, reply=False, timeout=USE_DEFAULT, msg_id=None, subshell_id=None):
