@@ -194,6 +194,7 @@ class PendingRun:
 
     def __await__(self):
         self.result.reply = yield from self.pending.__await__()
+        self.result._join_stream()  # the request is over: keep its text as one string, not many pieces
         if self.raises and self.result.status != 'ok': raise KernelError(self.result)
         return self.result
 
@@ -248,7 +249,10 @@ class MsgStream:
                 if future.cancelled(): raise StopAsyncIteration
                 return future.result()  # the reply, or the request's TimeoutError / ChannelsStoppedError
             inbox.waiter = future.get_loop().create_future()
-            await inbox.waiter
+            try: await inbox.waiter
+            except asyncio.CancelledError:
+                self.close()  # the reader was cancelled: like a cancelled `PendingReply`, withdraw the request
+                raise
         return inbox.msgs.popleft()
 
     def close(self):
