@@ -8,6 +8,7 @@ Docs: https://conkernel.github.io/conkernel/package.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/package.ipynb #e806f225
+# %% ../nbs/package.ipynb #62df2cfb
 from .core import *
+from .outputs import *
 from .subshells import *

@@ -98,7 +98,7 @@ CHANNELS = 'shell','iopub','stdin','control'
 
 class Router:
     "Routes each inbound message to the request that caused it, or to its channel's bounded queue"
-    def __init__(self, maxlen:int=10_000): # most unclaimed messages kept per channel
+    def __init__(self, maxlen:int=1000): # most unclaimed messages kept per channel
         self.requests = {}
         self.queues = {ch: MsgQueue(ch, maxlen) for ch in CHANNELS}
         self.stats = Counter()
@@ -295,8 +295,8 @@ class ConKernelClient(AsyncKernelClient):
     control_channel_class = Type(ZMQChannel)
     reply_timeout = Float(60, allow_none=True, config=True,
         help="Seconds a `reply=True` request waits for its reply unless given `timeout=`; None waits forever")
-    max_queued = Integer(10_000, config=True,
-        help="Most unclaimed messages kept per channel for `get_*_msg`; beyond it the oldest are dropped")
+    max_queued = Integer(1000, config=True,
+        help="Most unclaimed messages kept per channel for `get_*_msg` (as ZMQ's default receive high-water mark); beyond it the oldest are dropped")
 
     @default('context')
     def _context_default(self):
@@ -356,14 +356,15 @@ def execute(self:ConKernelClient,
             reply:bool=False,         # return an awaitable of the execute_reply instead of the msg_id
             timeout=USE_DEFAULT,      # seconds to wait for the reply (None: forever)
             msg_id:str|None=None,     # msg_id to send under (default: a fresh one)
-            subshell_id:str|None=None): # run on this subshell
+            subshell_id:str|None=None, # run on this subshell
+            **track): # `until_idle`, `on_iopub`, `on_stdin`: passed to `Router.register`
     "Execute `code`; returns the msg_id, or with `reply=True` an awaitable of the reply"
     if not isinstance(code, str): raise ValueError(f"code {code!r} must be a string")
     user_expressions = user_expressions or {}
     validate_string_dict(user_expressions)
     content = dict(code=code, silent=silent, store_history=store_history, user_expressions=user_expressions,
                    allow_stdin=self.allow_stdin if allow_stdin is None else allow_stdin, stop_on_error=stop_on_error)
-    return self._request('shell', 'execute_request', content, reply, timeout, msg_id, subshell_id)
+    return self._request('shell', 'execute_request', content, reply, timeout, msg_id, subshell_id, **track)
 
 @patch
 def kernel_info(self:ConKernelClient, *, reply=False, timeout=USE_DEFAULT, msg_id=None, subshell_id=None):
