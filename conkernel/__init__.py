@@ -11,3 +11,4 @@ __all__ = []
 # %% ../nbs/package.ipynb #e806f225
 from .core import *
 from .subshells import *
+from .blocking import *
