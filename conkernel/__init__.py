@@ -8,7 +8,8 @@ Docs: https://conkernel.github.io/conkernel/package.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/package.ipynb #62df2cfb
+# %% ../nbs/package.ipynb #07f6fb3e
 from .core import *
 from .outputs import *
 from .subshells import *
+from .blocking import *
