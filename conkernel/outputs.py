@@ -207,10 +207,12 @@ def run(self:ConKernelClient,
         timeout:float|None=None, # seconds to wait for the reply and idle (None: forever)
         raises:bool=False,       # raise `KernelError` unless the status is 'ok'
         keep_msgs:bool=False,    # also keep the raw iopub messages in `RunResult.msgs`
-        **kwargs) -> PendingRun: # passed to `execute`: silent, user_expressions, subshell_id, ...
+        subshell_id:str|None=None, # run on this subshell
+        **kwargs) -> PendingRun: # passed to `execute`: silent, user_expressions, ...
     "Run `code` (sent at once); await the result for its reply and outputs"
     res = RunResult(keep_msgs)
-    pending = self.execute(code, reply=True, timeout=timeout, until_idle=True, on_iopub=res.add, **kwargs)
+    pending = self.execute(code, reply=True, timeout=timeout, until_idle=True, on_iopub=res.add,
+                           subshell_id=subshell_id, **kwargs)
     res.msg_id = pending.msg_id
     return PendingRun(pending, res, raises)
 
@@ -270,7 +272,9 @@ class MsgStream:
 def stream(self:ConKernelClient,
            code:str,                # code to run
            timeout:float|None=None, # seconds to wait for the reply and idle (None: forever)
-           **kwargs) -> MsgStream:  # passed to `execute`: silent, user_expressions, subshell_id, ...
+           subshell_id:str|None=None, # run on this subshell
+           **kwargs) -> MsgStream:  # passed to `execute`: silent, user_expressions, ...
     "Run `code` (sent at once); iterate over its iopub messages, then its reply, as they arrive"
     inbox = _Inbox()
-    return MsgStream(self.execute(code, reply=True, timeout=timeout, until_idle=True, on_iopub=inbox.put, **kwargs), inbox)
+    return MsgStream(self.execute(code, reply=True, timeout=timeout, until_idle=True, on_iopub=inbox.put,
+                                  subshell_id=subshell_id, **kwargs), inbox)

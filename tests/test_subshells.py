@@ -52,3 +52,17 @@ async def test_kernel_without_subshells_gets_a_clear_error_at_once():
         with pytest.raises(NoSubshellsError):
             async with kc.subshell(): pass
         assert len(kc.pending) == 0
+
+
+async def test_run_and_stream_on_subshells_keep_their_own_outputs():
+    async with run_kernel() as (km, kc):
+        async with kc.subshell() as a, kc.subshell() as b:
+            on_main = kc.run('import time\nfor i in range(5): print("main", i, flush=True); time.sleep(0.05)')
+            on_a = a.run('import time\nfor i in range(5): print("a", i, flush=True); time.sleep(0.01)')
+            streamed = [m async for m in b.stream('print("b", flush=True)')]
+            on_main, on_a = await on_main, await on_a
+            assert on_main.stdout == ''.join(f'main {i}\n' for i in range(5))
+            assert on_a.stdout == ''.join(f'a {i}\n' for i in range(5))
+            assert [m['content']['text'] for m in streamed if m['msg_type'] == 'stream'] == ['b\n']
+            assert streamed[-1]['msg_type'] == 'execute_reply'
+        assert len(kc.pending) == 0
