@@ -10,3 +10,5 @@ __all__ = []
 
 # %% ../nbs/package.ipynb #e806f225
 from .core import *
+from .wire import *
+from .lifecycle import *
