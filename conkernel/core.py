@@ -7,7 +7,7 @@ Docs: https://conkernel.github.io/conkernel/core.html.md"""
 # %% ../nbs/00_core.ipynb #7148d2ad
 from __future__ import annotations
 import asyncio, logging, time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from queue import Empty
@@ -105,7 +105,7 @@ class Router:
         self.queues = {ch: MsgQueue(ch, maxlen) for ch in CHANNELS}
         self.stats = Counter()
         self.closed = None  # the exception new requests get once the router is closed
-        self.maxlen,self.abandoned = maxlen,{}  # msg_ids whose caller stopped waiting, oldest first
+        self.maxlen,self.abandoned = maxlen,OrderedDict()  # msg_ids whose caller stopped waiting, oldest first
 
 # %% ../nbs/00_core.ipynb #91861861
 @patch
@@ -137,8 +137,9 @@ def _abandon(self:Router, msg_id:str, stat:str) -> Pending|None:
     p = self._remove(msg_id)
     if p is None: return
     self.stats[stat] += 1
-    self.abandoned[msg_id] = None
-    if len(self.abandoned) > self.maxlen: del self.abandoned[next(iter(self.abandoned))]
+    if p.reply is None:  # (a request that only waited for its idle has had its reply)
+        self.abandoned[msg_id] = None
+        if len(self.abandoned) > self.maxlen: self.abandoned.popitem(last=False)
     return p
 
 @patch

@@ -136,7 +136,7 @@ def hb_channel(self:ConKernelClient) -> Heartbeat:
 
 @patch
 def _heartbeat_lost(self:ConKernelClient, silent:float):
-    if vars(self.parent).get('_watch') is not None: return  # the manager watches the process itself
+    if getattr(self.parent, '_watch', None) is not None: return  # the manager watches the process itself
     self.kernel_lost(DeadKernelError(f"the kernel stopped answering its heartbeat ({silent:.0f} s)"))
 
 # %% ../nbs/03_lifecycle.ipynb #ad50fa97

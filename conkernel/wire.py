@@ -7,6 +7,7 @@ Docs: https://conkernel.github.io/conkernel/wire.html.md"""
 # %% ../nbs/00a_wire.ipynb #26bbb549
 from __future__ import annotations
 import hmac, warnings
+from collections import OrderedDict
 
 from fastcore.utils import patch
 
@@ -48,7 +49,7 @@ class WireReader:
                 "the session has no key, so messages would be unsigned: set a key, or pass allow_unsigned=True")
             warnings.warn("conkernel: messages are not signed; anyone who can reach the kernel's ports can run code")
         self.session,self.max_size,self.history = session,max_size,history
-        self.seen = {}
+        self.seen = OrderedDict()
 
     def __repr__(self): return f"<WireReader session={self.session.session} max_size={self.max_size}>"
 
@@ -84,7 +85,7 @@ def check_signature(self:WireReader, parts:list):
     if not hmac.compare_digest(sig, session.sign(parts[1:5])): raise BadMessage('bad_signature')
     if sig in self.seen: raise BadMessage('replayed')
     self.seen[sig] = None
-    if len(self.seen) > self.history: del self.seen[next(iter(self.seen))]
+    if len(self.seen) > self.history: self.seen.popitem(last=False)
 
 @patch
 def parse(self:WireReader,
