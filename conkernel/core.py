@@ -358,8 +358,8 @@ def _request(self:ConKernelClient, channel:str, msg_type:str, content:dict, repl
     if msg_id is not None: msg['msg_id'] = header['msg_id'] = msg_id
     if subshell_id is not None: header['subshell_id'] = subshell_id
     msg_id, chan = header['msg_id'], getattr(self, f'{channel}_channel')
-    self.router.check_open()
     if not reply:
+        self.router.check_open()  # a dead kernel refuses fire-and-forget requests too
         chan.send(msg)
         return msg_id
     future = self.router.register(msg_id, msg_type, self.reply_timeout if timeout is USE_DEFAULT else timeout, **track)

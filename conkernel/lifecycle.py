@@ -42,7 +42,10 @@ class ProcessWatch:
     "Calls `on_exit(returncode)` on the event loop once `process` (a `Popen`) exits"
     poll_interval = 0.1  # seconds between polls where there is no pidfd
 
-    def __init__(self, process, on_exit, loop:asyncio.AbstractEventLoop|None=None):
+    def __init__(self,
+                 process,   # the kernel's `subprocess.Popen`
+                 on_exit,   # called with the return code, on the loop
+                 loop:asyncio.AbstractEventLoop|None=None): # default: the running loop
         self.process,self.on_exit = process,on_exit
         self.loop = loop or asyncio.get_running_loop()
         self.fd = self.timer = None
@@ -141,19 +144,23 @@ def _heartbeat_lost(self:ConKernelClient, silent:float):
 
 # %% ../nbs/03_lifecycle.ipynb #ad50fa97
 @patch
-async def restart_kernel(self:ConKernelManager, now:bool=False, newports:bool=False, **kw):
+async def restart_kernel(self:ConKernelManager,
+                         now:bool=False,      # kill the kernel instead of asking it to shut down
+                         newports:bool=False, # new ports: the clients stay closed; make new ones with `km.client()`
+                         **kw):               # passed to `start_kernel`
     "Restart the kernel: waiting requests fail with `KernelRestartedError`; clients are ready afterwards"
     self._unwatch()
     self._tell_clients(KernelRestartedError("the kernel was restarted"))
     await super(ConKernelManager, self).restart_kernel(now=now, newports=newports, **kw)
     for kc in list(vars(self).get('_clients', ())):
-        if isinstance(kc.router.closed, KernelRestartedError) and kc.channels_running:
+        if not newports and isinstance(kc.router.closed, KernelRestartedError) and kc.channels_running:
             kc.router.reopen()
             await kc.wait_for_ready()
 
 # %% ../nbs/03_lifecycle.ipynb #07c5a1da
 @patch
-async def interrupt(self:ConKernelClient, timeout=USE_DEFAULT):
+async def interrupt(self:ConKernelClient,
+                    timeout=USE_DEFAULT): # seconds to wait for the interrupt_reply (None: forever)
     "Interrupt the running request; gives the interrupt_reply when sent as a message"
     km = self.parent if isinstance(self.parent, KernelManager) and self.parent.has_kernel else None
     if km is None or km.kernel_spec.interrupt_mode == 'message':

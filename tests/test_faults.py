@@ -1,12 +1,12 @@
 "Lifecycle and fault tests: kernel death, restart, interrupt, timeouts, bad input from the wire, memory, security."
-import asyncio, logging, os, signal, stat, warnings
+import asyncio, logging, os, signal, stat
 from contextlib import asynccontextmanager
 from queue import Empty
 
 import pytest, zmq
 from jupyter_client.session import Session
 
-from conkernel import ConKernelClient, ConKernelManager, DeadKernelError, KernelRestartedError, run_kernel
+from conkernel import ConKernelClient, DeadKernelError, KernelRestartedError, run_kernel
 from conkernel.lifecycle import ProcessWatch
 from fakekernel import FakeKernel
 
@@ -28,6 +28,14 @@ async def fake_client(key=b'fake-key', **traits):
         fk.stop()
 
 
+@asynccontextmanager
+async def kernel(name='python3'):
+    "`run_kernel`, checking that the body left no request in flight"
+    async with run_kernel(name) as (km, kc):
+        yield km, kc
+        assert len(kc.pending) == 0
+
+
 async def settle(waiters, timeout=20):
     "Results of `waiters` (exceptions included); fails the test rather than hang"
     return await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), timeout)
@@ -36,7 +44,7 @@ async def settle(waiters, timeout=20):
 # Death
 
 async def test_kill_fails_every_waiter_and_later_calls():
-    async with run_kernel() as (km, kc):
+    async with kernel() as (km, kc):
         waiters = [kc.execute(SLEEP, reply=True)] + [kc.execute(f'{i}', reply=True) for i in range(99)]
         reader = asyncio.ensure_future(kc.shell_channel.get_msg(timeout=None))
         await asyncio.sleep(0.5)
@@ -50,14 +58,14 @@ async def test_kill_fails_every_waiter_and_later_calls():
 
 
 async def test_os_exit_in_user_code():
-    async with run_kernel() as (km, kc):
+    async with kernel() as (km, kc):
         with pytest.raises(DeadKernelError, match='exit code 3'):
             await asyncio.wait_for(kc.execute('import os; os._exit(3)', reply=True), 20)
         assert len(kc.pending) == 0
 
 
 async def test_heartbeat_notices_death_of_a_kernel_started_elsewhere():
-    async with run_kernel() as (km, kc):
+    async with kernel() as (km, kc):
         other = ConKernelClient(connection_file=km.connection_file)
         other.load_connection_file()
         await other.start_channels()
@@ -75,7 +83,7 @@ async def test_heartbeat_notices_death_of_a_kernel_started_elsewhere():
 
 async def test_process_watch_without_pidfd(monkeypatch):
     monkeypatch.delattr(os, 'pidfd_open', raising=False)
-    async with run_kernel() as (km, kc):
+    async with kernel() as (km, kc):
         assert km._watch.timer is not None  # the polling fallback
         waiter = kc.execute(SLEEP, reply=True)
         await asyncio.sleep(0.3)
@@ -84,7 +92,7 @@ async def test_process_watch_without_pidfd(monkeypatch):
 
 
 async def test_shutdown_fails_waiters_and_stops_the_watch():
-    async with run_kernel() as (km, kc):
+    async with kernel() as (km, kc):
         waiter = kc.execute(SLEEP, reply=True)
         await km.shutdown_kernel(now=True)
         with pytest.raises(DeadKernelError, match='shut down'): await waiter
@@ -95,7 +103,7 @@ async def test_shutdown_fails_waiters_and_stops_the_watch():
 # Restart
 
 async def test_restart_fails_outstanding_requests_then_client_works():
-    async with run_kernel() as (km, kc):
+    async with kernel() as (km, kc):
         await kc.execute('x = 1', reply=True)
         waiters = [kc.execute(SLEEP, reply=True)] + [kc.execute(f'{i}', reply=True) for i in range(9)]
         await km.restart_kernel(now=True)
@@ -113,7 +121,7 @@ async def test_restart_fails_outstanding_requests_then_client_works():
 
 @pytest.mark.parametrize('mode', ['signal', 'message'])
 async def test_interrupt_stops_the_running_request_and_aborts_the_queued(mode):
-    async with run_kernel() as (km, kc):
+    async with kernel() as (km, kc):
         km.kernel_spec.interrupt_mode = mode
         running = kc.execute(SLEEP, reply=True)
         queued = [kc.execute(f'{i}', reply=True) for i in range(5)]
@@ -128,7 +136,7 @@ async def test_interrupt_stops_the_running_request_and_aborts_the_queued(mode):
 
 
 async def test_stop_on_error():
-    async with run_kernel() as (km, kc):
+    async with kernel() as (km, kc):
         failing, after = kc.execute('1/0', reply=True), kc.execute('a = 1', reply=True)
         assert (await failing)['content']['status'] == 'error'
         assert (await after)['content']['status'] == 'aborted'
@@ -194,7 +202,7 @@ async def test_ten_thousand_requests_leave_nothing_behind():
 
 async def test_curve_encryption_and_private_connection_file(caplog):
     caplog.set_level(logging.DEBUG)
-    async with run_kernel() as (km, kc):
+    async with kernel() as (km, kc):
         assert km.transport_encryption == 'auto' and km.curve_publickey
         for name in 'shell', 'iopub', 'stdin', 'control':
             assert getattr(kc, f'{name}_channel').socket.getsockopt(zmq.MECHANISM) == zmq.CURVE
