@@ -63,9 +63,10 @@ def _split(frames:list) -> list:
     if len(parts) < 5: raise BadMessage('too_few_frames', f"{len(parts)} frames after the delimiter, 5 needed")
     return parts
 
-def _unpack(unpack, part:bytes, what:str) -> dict:
+def _unpack(unpack, part:bytes, what:str, null_ok:bool=False) -> dict:
     try: d = unpack(part)
     except Exception as e: raise BadMessage('not_json', f"{what}: {type(e).__name__}") from None
+    if d is None and null_ok: return {}
     if not isinstance(d, dict): raise BadMessage('not_json', f"{what} is a {type(d).__name__}, not an object")
     return d
 
@@ -96,8 +97,8 @@ def parse(self:WireReader,
     parts = _split(frames)
     self.check_signature(parts)
     unpack = self.session.unpack
-    header,parent = _unpack(unpack, parts[1], 'header'),_unpack(unpack, parts[2], 'parent header')
-    metadata,content = _unpack(unpack, parts[3], 'metadata'),_unpack(unpack, parts[4], 'content')
+    header,parent = _unpack(unpack, parts[1], 'header'),_unpack(unpack, parts[2], 'parent header', True)
+    metadata,content = _unpack(unpack, parts[3], 'metadata', True),_unpack(unpack, parts[4], 'content')
     msg_id,msg_type = header.get('msg_id'),header.get('msg_type')
     if not isinstance(msg_id, str) or not isinstance(msg_type, str): raise BadMessage('missing_header')
     if not known_type(channel, msg_type): raise BadMessage('unknown_type', f"{msg_type} on {channel}")
