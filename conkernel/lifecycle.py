@@ -97,6 +97,7 @@ def _process_exited(self:ConKernelManager, returncode:int|None):
 @patch
 async def _async_post_start_kernel(self:ConKernelManager, **kw):
     await super(ConKernelManager, self)._async_post_start_kernel(**kw)
+    self._unwatch()
     process = getattr(self.provisioner, 'process', None)
     if process is not None: self._watch = ProcessWatch(process, self._process_exited)
 
