@@ -8,8 +8,10 @@ Docs: https://conkernel.github.io/conkernel/package.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/package.ipynb #07f6fb3e
+# %% ../nbs/package.ipynb #940782a5
 from .core import *
+from .wire import *
 from .outputs import *
 from .subshells import *
+from .lifecycle import *
 from .blocking import *

@@ -7,7 +7,7 @@ Docs: https://conkernel.github.io/conkernel/core.html.md"""
 # %% ../nbs/00_core.ipynb #7148d2ad
 from __future__ import annotations
 import asyncio, logging, time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from queue import Empty
@@ -18,7 +18,9 @@ from jupyter_client import AsyncKernelClient, AsyncKernelManager, KernelManager
 from jupyter_client.channels import ZMQSocketChannel
 from jupyter_client.client import validate_string_dict
 from jupyter_client.kernelspec import KernelSpec
-from traitlets import CaselessStrEnum, DottedObjectName, Float, Instance, Integer, Type, default
+from traitlets import Bool, CaselessStrEnum, DottedObjectName, Float, Instance, Integer, Type, default
+
+from .wire import WireReader
 
 # %% auto #0
 __all__ = ['CHANNELS', 'USE_DEFAULT', 'DeadKernelError', 'ChannelsStoppedError', 'MsgQueue', 'Pending', 'Router', 'PendingReply',
@@ -103,13 +105,14 @@ class Router:
         self.queues = {ch: MsgQueue(ch, maxlen) for ch in CHANNELS}
         self.stats = Counter()
         self.closed = None  # the exception new requests get once the router is closed
+        self.maxlen,self.abandoned = maxlen,OrderedDict()  # msg_ids whose caller stopped waiting, oldest first
 
 # %% ../nbs/00_core.ipynb #91861861
 @patch
 def register(self:Router, msg_id:str, msg_type:str, timeout:float|None=None, until_idle:bool=False,
              on_iopub=None, on_stdin=None) -> asyncio.Future:
     "Track `msg_id` until its reply (and idle, if `until_idle`) arrives; returns the reply future"
-    if self.closed is not None: raise type(self.closed)(*self.closed.args)
+    self.check_open()
     if msg_id in self.requests: raise ValueError(f"a request with msg_id {msg_id!r} is already in flight")
     loop = asyncio.get_running_loop()
     p = Pending(msg_type, loop.create_future(), until_idle, on_iopub, on_stdin)
@@ -124,11 +127,26 @@ def _remove(self:Router, msg_id:str) -> Pending|None:
     return p
 
 @patch
-def expire(self:Router, msg_id:str, timeout:float):
-    "Fail `msg_id`'s waiter with `TimeoutError`"
+def check_open(self:Router):
+    "Raise (a copy of) the exception the router was closed with, if it was"
+    if self.closed is not None: raise type(self.closed)(*self.closed.args)
+
+@patch
+def _abandon(self:Router, msg_id:str, stat:str) -> Pending|None:
+    "Remove `msg_id` because its caller stopped waiting, and remember it so that its late reply is dropped"
     p = self._remove(msg_id)
     if p is None: return
-    self.stats['timed_out'] += 1
+    self.stats[stat] += 1
+    if p.reply is None:  # (a request that only waited for its idle has had its reply)
+        self.abandoned[msg_id] = None
+        if len(self.abandoned) > self.maxlen: self.abandoned.popitem(last=False)
+    return p
+
+@patch
+def expire(self:Router, msg_id:str, timeout:float):
+    "Fail `msg_id`'s waiter with `TimeoutError`"
+    p = self._abandon(msg_id, 'timed_out')
+    if p is None: return
     if not p.future.done():
         p.future.set_exception(TimeoutError(f"no reply to {p.msg_type} {msg_id} within {timeout} s"))
 
@@ -137,16 +155,14 @@ def forget(self:Router, msg_id:str, future:asyncio.Future|None=None):
     "Withdraw `msg_id` (only if its future is `future`, when given): its caller stopped waiting"
     p = self.requests.get(msg_id)
     if p is None or (future is not None and p.future is not future): return
-    self._remove(msg_id)
-    self.stats['abandoned'] += 1
+    self._abandon(msg_id, 'abandoned')
     p.future.cancel()
 
 # %% ../nbs/00_core.ipynb #f0d2ce67
 @patch
 def dispatch(self:Router, channel:str, msg:dict):
     "Give `msg` to the request it answers, else to `channel`'s queue"
-    parent = msg['parent_header']
-    msg_id = parent.get('msg_id') if parent else None  # some kernels send a null parent
+    msg_id = msg['parent_header'].get('msg_id')
     p = self.requests.get(msg_id)
     if channel == 'iopub':
         self.queues['iopub'].put(msg)
@@ -156,6 +172,9 @@ def dispatch(self:Router, channel:str, msg:dict):
             p.want_idle = False
             if p.finished: self._finish(msg_id)
     elif channel == 'stdin' and p is not None and p.on_stdin is not None: self._call(p.on_stdin, msg)
+    elif p is None and msg_id in self.abandoned:
+        del self.abandoned[msg_id]
+        self.stats['late'] += 1
     elif p is None or p.reply is not None or channel == 'stdin':
         self.stats[f'unclaimed_{channel}'] += 1
         self.queues[channel].put(msg)
@@ -188,10 +207,11 @@ def reopen(self:Router): self.closed = None
 
 @patch
 def reject(self:Router, channel:str, exc:Exception):
-    "Count a message that could not be parsed; log the first of each kind"
-    kind = f'bad_{channel}_{type(exc).__name__}'
+    "Count a message that failed its checks by its kind (a `BadMessage`'s `kind`); log the first of each kind"
+    kind = getattr(exc, 'kind', type(exc).__name__)
     self.stats[kind] += 1
-    if self.stats[kind] == 1: _log.warning("dropped a bad message on %s: %s", channel, exc)
+    if self.stats[kind] == 1: _log.warning("dropped a bad message on %s (%s); later ones of this kind are "
+                                           "only counted in the client's stats", channel, exc)
 
 # %% ../nbs/00_core.ipynb #134209b5
 class PendingReply:
@@ -218,12 +238,13 @@ class ZMQChannel(ZMQSocketChannel):
 
     def __init__(self, socket, session, loop=None):
         super().__init__(socket, session)
-        self.name = self.router = self.loop = self.fd = None
+        self.name = self.router = self.loop = self.fd = self.wire = None
         self._drain_scheduled = False
 
-    def attach(self, name:str, router:Router, loop:asyncio.AbstractEventLoop):
-        "Start feeding `router` with this channel's messages"
+    def attach(self, name:str, router:Router, loop:asyncio.AbstractEventLoop, wire:WireReader|None=None):
+        "Start feeding `router` with this channel's messages, checked by `wire` (default: one for this session)"
         self.name,self.router,self.loop = name,router,loop
+        self.wire = wire or WireReader(self.session)
         self.fd = self.socket.FD
         loop.add_reader(self.fd, self.drain)
         self._schedule_drain()
@@ -238,13 +259,13 @@ class ZMQChannel(ZMQSocketChannel):
 def drain(self:ZMQChannel):
     "Read and route every message waiting on the socket, a batch at a time"
     self._drain_scheduled = False
-    sock, session, router, name = self.socket, self.session, self.router, self.name
+    sock, parse, router, name = self.socket, self.wire.parse, self.router, self.name
     if sock is None: return
     for _ in range(self.max_batch):
         try: frames = sock.recv_multipart(zmq.NOBLOCK)
         except zmq.Again: return
         except zmq.ZMQError: return  # closed under us
-        try: msg = session.deserialize(session.feed_identities(frames)[1])
+        try: msg = parse(frames, name)
         except Exception as e:
             router.reject(name, e)
             continue
@@ -297,6 +318,10 @@ class ConKernelClient(AsyncKernelClient):
         help="Seconds a `reply=True` request waits for its reply unless given `timeout=`; None waits forever")
     max_queued = Integer(1000, config=True,
         help="Most unclaimed messages kept per channel for `get_*_msg` (as ZMQ's default receive high-water mark); beyond it the oldest are dropped")
+    max_message_size = Integer(512 * 2**20, allow_none=True, config=True,
+        help="Most bytes in one inbound message; larger ones are dropped and counted. None: no limit")
+    allow_unsigned = Bool(False, config=True,
+        help="Accept an empty session key (unsigned messages: anyone who can reach the ports can run code)")
 
     @default('context')
     def _context_default(self):
@@ -334,6 +359,7 @@ def _request(self:ConKernelClient, channel:str, msg_type:str, content:dict, repl
     if subshell_id is not None: header['subshell_id'] = subshell_id
     msg_id, chan = header['msg_id'], getattr(self, f'{channel}_channel')
     if not reply:
+        self.router.check_open()  # a dead kernel refuses fire-and-forget requests too
         chan.send(msg)
         return msg_id
     future = self.router.register(msg_id, msg_type, self.reply_timeout if timeout is USE_DEFAULT else timeout, **track)
@@ -387,10 +413,11 @@ def start_channels(self:ConKernelClient, shell=True, iopub=True, stdin=True, hb=
                    timeout:float|None=60): # seconds to wait for the kernel when awaited
     "Open the channels and start reading them; await the result to wait for the kernel"
     loop = asyncio.get_running_loop()
+    wire = WireReader(self.session, self.max_message_size, self.allow_unsigned)
     super(ConKernelClient, self).start_channels(shell=shell, iopub=iopub, stdin=stdin, hb=hb, control=control)
     self.router.reopen()
     for name,on in zip(CHANNELS, (shell, iopub, stdin, control)):
-        if on: getattr(self, f'{name}_channel').attach(name, self.router, loop)
+        if on: getattr(self, f'{name}_channel').attach(name, self.router, loop, wire)
     return Starting(self, timeout)
 
 @patch
