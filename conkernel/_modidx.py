@@ -231,6 +231,7 @@ d = { 'settings': { 'branch': 'main',
                                 'conkernel.wire.WireReader.check_signature': ('wire.html#wirereader.check_signature', 'conkernel/wire.py'),
                                 'conkernel.wire.WireReader.check_size': ('wire.html#wirereader.check_size', 'conkernel/wire.py'),
                                 'conkernel.wire.WireReader.parse': ('wire.html#wirereader.parse', 'conkernel/wire.py'),
+                                'conkernel.wire._dated': ('wire.html#_dated', 'conkernel/wire.py'),
                                 'conkernel.wire._split': ('wire.html#_split', 'conkernel/wire.py'),
                                 'conkernel.wire._unpack': ('wire.html#_unpack', 'conkernel/wire.py'),
                                 'conkernel.wire.known_type': ('wire.html#known_type', 'conkernel/wire.py')}}}
