@@ -10,3 +10,4 @@ __all__ = []
 
 # %% ../nbs/package.ipynb #e806f225
 from .core import *
+from .requests import *

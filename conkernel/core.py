@@ -103,6 +103,7 @@ class Router:
         self.queues = {ch: MsgQueue(ch, maxlen) for ch in CHANNELS}
         self.stats = Counter()
         self.closed = None  # the exception new requests get once the router is closed
+        self.inputs = deque(maxlen=100)  # input_requests not yet answered, newest last
 
 # %% ../nbs/00_core.ipynb #91861861
 @patch
@@ -145,7 +146,8 @@ def forget(self:Router, msg_id:str, future:asyncio.Future|None=None):
 @patch
 def dispatch(self:Router, channel:str, msg:dict):
     "Give `msg` to the request it answers, else to `channel`'s queue"
-    msg_id = msg['parent_header'].get('msg_id')
+    parent = msg['parent_header']  # None from some kernels (xeus-python) on unparented messages
+    msg_id = parent.get('msg_id') if parent else None
     p = self.requests.get(msg_id)
     if channel == 'iopub':
         self.queues['iopub'].put(msg)
@@ -154,13 +156,19 @@ def dispatch(self:Router, channel:str, msg:dict):
         if p.want_idle and msg['msg_type'] == 'status' and msg['content'].get('execution_state') == 'idle':
             p.want_idle = False
             if p.finished: self._finish(msg_id)
-    elif channel == 'stdin' and p is not None and p.on_stdin is not None: self._call(p.on_stdin, msg)
-    elif p is None or p.reply is not None or channel == 'stdin':
-        self.stats[f'unclaimed_{channel}'] += 1
-        self.queues[channel].put(msg)
+    elif channel == 'stdin':
+        if msg['msg_type'] == 'input_request': self.inputs.append(msg)
+        if p is not None and p.on_stdin is not None: self._call(p.on_stdin, msg)
+        else: self._keep(channel, msg)
+    elif p is None or p.reply is not None: self._keep(channel, msg)
     else:
         p.reply = msg
         if p.finished: self._finish(msg_id)
+
+@patch
+def _keep(self:Router, channel:str, msg:dict):
+    self.stats[f'unclaimed_{channel}'] += 1
+    self.queues[channel].put(msg)
 
 @patch
 def _finish(self:Router, msg_id:str):
@@ -333,6 +341,7 @@ def _request(self:ConKernelClient, channel:str, msg_type:str, content:dict, repl
     if subshell_id is not None: header['subshell_id'] = subshell_id
     msg_id, chan = header['msg_id'], getattr(self, f'{channel}_channel')
     if not reply:
+        if any(track.values()): raise ValueError(f"{', '.join(k for k,v in track.items() if v)} needs reply=True")
         chan.send(msg)
         return msg_id
     future = self.router.register(msg_id, msg_type, self.reply_timeout if timeout is USE_DEFAULT else timeout, **track)
@@ -355,14 +364,15 @@ def execute(self:ConKernelClient,
             reply:bool=False,         # return an awaitable of the execute_reply instead of the msg_id
             timeout=USE_DEFAULT,      # seconds to wait for the reply (None: forever)
             msg_id:str|None=None,     # msg_id to send under (default: a fresh one)
-            subshell_id:str|None=None): # run on this subshell
+            subshell_id:str|None=None, # run on this subshell
+            **track):                 # `until_idle`, `on_iopub`, `on_stdin`: see `Router.register`
     "Execute `code`; returns the msg_id, or with `reply=True` an awaitable of the reply"
     if not isinstance(code, str): raise ValueError(f"code {code!r} must be a string")
     user_expressions = user_expressions or {}
     validate_string_dict(user_expressions)
     content = dict(code=code, silent=silent, store_history=store_history, user_expressions=user_expressions,
                    allow_stdin=self.allow_stdin if allow_stdin is None else allow_stdin, stop_on_error=stop_on_error)
-    return self._request('shell', 'execute_request', content, reply, timeout, msg_id, subshell_id)
+    return self._request('shell', 'execute_request', content, reply, timeout, msg_id, subshell_id, **track)
 
 @patch
 def kernel_info(self:ConKernelClient, *, reply=False, timeout=USE_DEFAULT, msg_id=None, subshell_id=None):
