@@ -113,4 +113,5 @@ d = { 'settings': { 'branch': 'main',
                                                                                         'conkernel/requests.py'),
                                     'conkernel.requests.ConKernelClient.shell_request': ( 'requests.html#conkernelclient.shell_request',
                                                                                           'conkernel/requests.py'),
-                                    'conkernel.requests.MsgQueue.claim': ('requests.html#msgqueue.claim', 'conkernel/requests.py')}}}
+                                    'conkernel.requests.MsgQueue.claim': ('requests.html#msgqueue.claim', 'conkernel/requests.py'),
+                                    'conkernel.requests._in_this_context': ('requests.html#_in_this_context', 'conkernel/requests.py')}}}
