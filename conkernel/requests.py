@@ -220,5 +220,5 @@ async def execute_interactive(self:ConKernelClient,
     try: return await pending
     finally:
         for t in tasks: t.cancel()
-        for m in [m for m in self.router.inputs if m['parent_header'].get('msg_id') == pending.msg_id]:
+        for m in [m for m in self.router.inputs if (m['parent_header'] or {}).get('msg_id') == pending.msg_id]:
             self.router.inputs.remove(m)
