@@ -420,14 +420,45 @@ async def wait_for_ready(self:ConKernelClient, timeout:float|None=60):
                 raise DeadKernelError("the kernel died before answering kernel_info") from None
             if deadline is not None and time.monotonic() > deadline:
                 raise RuntimeError(f"the kernel did not answer within {timeout} s") from None
+    await self._stdin_connected(deadline)
     self._handle_kernel_info_reply(self.kernel_info_reply)
     for ch in 'shell','iopub': self.router.queues[ch].clear()
+
+# %% ../nbs/00_core.ipynb #b8d4f2a1
+ConKernelClient._stdin_monitor = None
+
+@patch
+def connect_stdin(self:ConKernelClient, identity:bytes|None=None):
+    "The stdin socket, connected under a monitor that reports when the connection is complete"
+    sock = super(ConKernelClient, self).connect_stdin(identity)
+    url = self._make_url('stdin')
+    sock.disconnect(url)  # a monitor sees only later events: connect again under one
+    self._stdin_monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    sock.connect(url)
+    return sock
+
+@patch
+async def _stdin_connected(self:ConKernelClient, deadline:float|None):
+    "Wait until the stdin socket's connection is complete"
+    while self._stdin_monitor is not None and not self._stdin_monitor.poll(0):
+        if deadline is not None and time.monotonic() > deadline:
+            raise RuntimeError("the kernel answered, but its stdin socket accepted no connection")
+        await asyncio.sleep(0.01)
+    self._close_stdin_monitor()
+
+@patch
+def _close_stdin_monitor(self:ConKernelClient):
+    if self._stdin_monitor is None: return
+    if self._stdin_channel is not None and self._stdin_channel.socket is not None: self._stdin_channel.socket.disable_monitor()
+    self._stdin_monitor.close(linger=0)
+    self._stdin_monitor = None
 
 # %% ../nbs/00_core.ipynb #3747ccbd
 @patch
 def stop_channels(self:ConKernelClient):
     "Fail every in-flight request with `ChannelsStoppedError`, then close the channels"
     self.router.close(ChannelsStoppedError("the client's channels were stopped"))
+    self._close_stdin_monitor()
     super(ConKernelClient, self).stop_channels()
 
 @patch

@@ -1,5 +1,5 @@
 "Every AsyncKernelClient request under concurrency: mixed bursts, collecting replies later, execute_interactive, stdin, control, kernels started elsewhere, other kernels."
-import asyncio, contextvars, glob, os, random, signal, subprocess, sys
+import asyncio, contextvars, glob, os, random, signal, socket, subprocess, sys
 
 import pytest
 from jupyter_client.connect import write_connection_file
@@ -237,12 +237,17 @@ async def test_a_failing_stdin_hook_answers_end_of_file():
         assert r['content']['status'] == 'error' and r['content']['ename'] == 'EOFError'
 
 
+def launch_ipykernel(cf):
+    "Start an ipykernel in another process, as a user or a server would, on a new connection file"
+    write_connection_file(cf, key=os.urandom(16).hex().encode())
+    return subprocess.Popen([sys.executable, '-m', 'ipykernel_launcher', '-f', cf],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 async def test_a_kernel_started_by_another_process(tmp_path):
     "ConKernelClient(connection_file=...) drives a kernel it did not start, then shuts it down"
     cf = str(tmp_path / 'kernel.json')
-    write_connection_file(cf, key=os.urandom(16).hex().encode())
-    proc = subprocess.Popen([sys.executable, '-m', 'ipykernel_launcher', '-f', cf],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = launch_ipykernel(cf)
     try:
         kc = ConKernelClient(connection_file=cf)
         kc.load_connection_file()
@@ -259,6 +264,21 @@ async def test_a_kernel_started_by_another_process(tmp_path):
         assert await asyncio.to_thread(proc.wait, 30) == 0
     finally:
         if proc.poll() is None: proc.kill(); proc.wait()
+
+
+async def test_ready_means_stdin_is_connected_too(tmp_path):
+    "A kernel drops input requests sent before the client's stdin connection completes, so readiness waits for it"
+    cf = str(tmp_path / 'kernel.json')
+    proc = launch_ipykernel(cf)
+    try:
+        kc = ConKernelClient(connection_file=cf)
+        kc.load_connection_file()
+        with socket.socket() as s:  # a port where nothing listens: stdin can never connect
+            s.bind(('127.0.0.1', 0))
+            kc.stdin_port = s.getsockname()[1]
+            with pytest.raises(RuntimeError, match='stdin'): await kc.start_channels(timeout=3)
+        kc.stop_channels()
+    finally: proc.kill(); proc.wait()
 
 
 def test_unparented_messages_are_routed():
