@@ -111,7 +111,7 @@ async def memory(km, kernel: str, n: int = 10_000) -> list:
         gc.collect()
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
-        waiters = [kc.execute(CODE, reply=True, timeout=300) for _ in range(n)]
+        waiters = [kc.execute(CODE, reply=True, timeout=600) for _ in range(n)]
         inflight = tracemalloc.get_traced_memory()[0] - base
         await asyncio.gather(*waiters)
         del waiters
@@ -176,7 +176,8 @@ async def main(kernels, reps, quick):
             kc.stop_channels()
             rows += await throughput(km, kernel, reps, quick)
             rows += await flood(km, kernel, 10_000 if quick else 100_000)
-            rows += await memory(km, kernel, 1000 if quick else 10_000)
+            if kernel != 'python3':  # ipykernel 7.4 stops answering with about 4,000 requests pipelined
+                rows += await memory(km, kernel, 1000 if quick else 10_000)
         rows += await death(kernel)
     return rows
 

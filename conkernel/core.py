@@ -245,6 +245,7 @@ class ZMQChannel(ZMQSocketChannel):
 
     def __init__(self, socket, session, loop=None):
         super().__init__(socket, session)
+        socket.sndhwm = socket.rcvhwm = 0  # never block the loop on a send, never drop a reply: see above
         self.name = self.router = self.loop = self.fd = self.wire = None
         self._drain_scheduled = False
 

@@ -128,3 +128,21 @@ async def test_client_from_a_connection_file(tmp_path):
         await other.start_channels()
         try: assert own_value(await other.execute('v = 5', user_expressions={'v': 'v'}, reply=True)) == '5'
         finally: other.stop_channels()
+
+
+@pytest.mark.timeout(30)
+async def test_a_burst_beyond_the_high_water_mark_never_blocks_the_loop():
+    "5,000 requests of 10 kB to a peer that reads nothing: with ZMQ's default limits a send would block forever"
+    ctx, session = zmq.Context(), Session(key=b'secret')
+    server = ctx.socket(zmq.ROUTER)
+    port = server.bind_to_random_port('tcp://127.0.0.1')
+    client = ctx.socket(zmq.DEALER)
+    client.connect(f'tcp://127.0.0.1:{port}')
+    chan = ZMQChannel(client, session)
+    chan.attach('shell', Router(), asyncio.get_running_loop())
+    try:
+        for _ in range(5000): chan.send(session.msg('execute_request', {'code': 'x' * 10_000}))
+    finally:
+        chan.close()
+        server.close(0)
+        ctx.term()
