@@ -130,6 +130,16 @@ async def test_restart_fails_waiters_then_works(server):
         assert r.outputs[0]['data']['text/plain'] == 'False'  # a fresh kernel
 
 
+async def test_kernel_death_fails_waiters_and_the_restarted_kernel_answers(server):
+    async with remote(server) as (km, kc):
+        waiters = [kc.execute('import os; os._exit(1)', reply=True, timeout=60),
+                   *[kc.execute('1', reply=True, timeout=60) for _ in range(5)]]
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+        assert all(isinstance(r, KernelRestartedError) for r in results), results
+        await kc.wait_for_ready()
+        assert (await kc.run('1 + 1')).outputs[0]['data']['text/plain'] == '2'
+
+
 async def test_attach_to_a_running_kernel_by_id(server):
     async with remote(server) as (km, kc):
         await kc.execute('shared = 41', reply=True)
