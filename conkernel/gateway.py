@@ -97,7 +97,7 @@ def decode_json_binary(frame:bytes) -> tuple:
 class WebsocketReader(WireReader):
     "`WireReader`'s checks for messages from a kernel websocket, which carries no signatures"
     def __init__(self, session, max_size:int|None=None):
-        self.session,self.max_size,self.history,self.seen = session,max_size,0,None
+        super().__init__(session, max_size, allow_unsigned=True, history=0)
 
     def check_signature(self, parts:list): pass  # the server checked the kernel's signature
 
@@ -218,10 +218,21 @@ async def _read(self:ConGatewayKernelClient, ws):
             except Exception as e:
                 reject('websocket', e)
                 continue
+            if channel == 'iopub' and msg['msg_type'] == 'status' and not msg['parent_header']: self._server_status(msg)
             dispatch(channel, msg)
     except websockets.exceptions.ConnectionClosed: pass
 
 # %% ../nbs/06_gateway.ipynb #55d1ad6a
+@patch
+def _server_status(self:ConGatewayKernelClient, msg:dict):
+    state = msg['content'].get('execution_state')
+    if self.router.closed is not None: return  # already failed (e.g. by `restart_kernel`)
+    if state == 'restarting':
+        self.kernel_lost(KernelRestartedError("the kernel died and the server is restarting it"))
+        self.router.reopen()
+    elif state == 'dead': self.kernel_lost(DeadKernelError("the kernel died and the server could not restart it"))
+
+# %% ../nbs/06_gateway.ipynb #db2a9407
 @patch
 def _send(self:ConGatewayKernelClient, channel:str, msg:dict):
     "Queue `msg` for the websocket, in order"
@@ -246,13 +257,15 @@ async def _flush(self:ConGatewayKernelClient, ws):
     "Send the outbox in order; what a dropped websocket did not take is sent once it is open again"
     _, websockets = _deps()
     outbox = self._outbox
-    while outbox:
-        channel, msg = outbox[0]
-        frame = self._encode(channel, msg)
-        text = not self._v1 and not msg.get('buffers')
-        try: await ws.send(frame, text=text)
-        except websockets.exceptions.ConnectionClosed: return
-        if outbox and outbox[0][1] is msg: outbox.popleft()
+    try:
+        while outbox:
+            channel, msg = outbox[0]
+            frame = self._encode(channel, msg)
+            try: await ws.send(frame, text=not self._v1 and not msg.get('buffers'))
+            except websockets.exceptions.ConnectionClosed: return
+            if outbox and outbox[0][1] is msg: outbox.popleft()
+    finally:  # the websocket was replaced while this flusher still held the old one: start one for the new
+        if self._ws is not None and self._ws is not ws: asyncio.get_running_loop().call_soon(self._flush_soon)
 
 # %% ../nbs/06_gateway.ipynb #6ac1b97c
 @patch

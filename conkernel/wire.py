@@ -8,11 +8,12 @@ Docs: https://conkernel.github.io/conkernel/wire.html.md"""
 from __future__ import annotations
 import hmac, warnings
 from collections import OrderedDict
+from datetime import datetime
 
 from fastcore.utils import patch
 
 from jupyter_client.adapter import adapt
-from jupyter_client.jsonutil import extract_dates
+from jupyter_client.jsonutil import parse_date
 from jupyter_client.session import DELIM, Session
 
 # %% auto #0
@@ -49,6 +50,7 @@ class WireReader:
                 "the session has no key, so messages would be unsigned: set a key, or pass allow_unsigned=True")
             warnings.warn("conkernel: messages are not signed; anyone who can reach the kernel's ports can run code")
         self.session,self.max_size,self.history = session,max_size,history
+        self.auth,self.session_id,self.unpack = session.auth,session.session,session.unpack  # read once: used per message
         self.seen = OrderedDict()
 
     def __repr__(self): return f"<WireReader session={self.session.session} max_size={self.max_size}>"
@@ -74,6 +76,16 @@ def _object(d, what:str, null_ok:bool=False) -> dict:
     if not isinstance(d, dict): raise BadMessage('not_json', f"{what} is a {type(d).__name__}, not an object")
     return d
 
+# %% ../nbs/00a_wire.ipynb #71f6f6e3
+def _dated(header:dict) -> dict:
+    "`header` with its ISO 8601 `date` string turned into a timezone-aware datetime"
+    date = header.get('date')
+    if isinstance(date, str):
+        try: dt = datetime.fromisoformat(date[:-1] + '+00:00' if date.endswith('Z') else date)
+        except ValueError: dt = parse_date(date)
+        header['date'] = dt.astimezone() if isinstance(dt, datetime) and dt.tzinfo is None else dt
+    return header
+
 # %% ../nbs/00a_wire.ipynb #db0c3319
 @patch
 def check_size(self:WireReader, frames:list):
@@ -84,10 +96,11 @@ def check_size(self:WireReader, frames:list):
 @patch
 def check_signature(self:WireReader, parts:list):
     "Refuse a wrong signature, or one seen before"
-    session = self.session
-    if session.auth is None: return
+    if self.auth is None: return
+    mac = self.auth.copy()
+    for part in parts[1:5]: mac.update(part)
     sig = parts[0]
-    if not hmac.compare_digest(sig, session.sign(parts[1:5])): raise BadMessage('bad_signature')
+    if not hmac.compare_digest(sig, mac.hexdigest().encode()): raise BadMessage('bad_signature')
     if sig in self.seen: raise BadMessage('replayed')
     self.seen[sig] = None
     if len(self.seen) > self.history: self.seen.popitem(last=False)
@@ -100,7 +113,7 @@ def parse(self:WireReader,
     self.check_size(frames)
     parts = _split(frames)
     self.check_signature(parts)
-    unpack = self.session.unpack
+    unpack = self.unpack
     header,parent = _unpack(unpack, parts[1], 'header'),_unpack(unpack, parts[2], 'parent header', True)
     metadata,content = _unpack(unpack, parts[3], 'metadata', True),_unpack(unpack, parts[4], 'content')
     return self.message(channel, header, parent, metadata, content, parts[5:])
@@ -111,8 +124,8 @@ def message(self:WireReader, channel:str, header:dict, parent:dict, metadata:dic
     msg_id,msg_type = header.get('msg_id'),header.get('msg_type')
     if not isinstance(msg_id, str) or not isinstance(msg_type, str): raise BadMessage('missing_header')
     if not known_type(channel, msg_type): raise BadMessage('unknown_type', f"{msg_type} on {channel}")
-    if channel != 'iopub' and (parent.get('session') != self.session.session or 'msg_id' not in parent):
+    if channel != 'iopub' and (parent.get('session') != self.session_id or 'msg_id' not in parent):
         raise BadMessage('unknown_parent', f"{msg_type} answers a request this client did not send")
-    return adapt(dict(header=extract_dates(header), msg_id=msg_id, msg_type=msg_type,
-                      parent_header=extract_dates(parent), metadata=metadata, content=content,
-                      buffers=[memoryview(b) for b in buffers]))
+    msg = dict(header=_dated(header), msg_id=msg_id, msg_type=msg_type, parent_header=_dated(parent),
+               metadata=metadata, content=content, buffers=[memoryview(b) for b in buffers])
+    return msg if header.get('version', '').startswith('5.') else adapt(msg)
