@@ -486,11 +486,13 @@ class LocalServer:
     def __init__(self,
                  app:str='kernelgateway',   # 'kernelgateway' or 'server'
                  argv:tuple=(),             # more command line options
-                 startup_timeout:float=60): # seconds to wait for the server to answer
+                 startup_timeout:float=60,  # seconds to wait for the server to answer
+                 tls:tuple|None=None):      # (certfile, keyfile): serve https:// and wss://
         self.app,self.token,self.port = app,secrets.token_hex(16),_free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.dir = tempfile.TemporaryDirectory(prefix='conkernel-server-')
         opt = {'kernelgateway': 'KernelGatewayApp', 'server': 'ServerApp'}[app]
+        if tls: argv = (f'--{opt}.certfile={tls[0]}', f'--{opt}.keyfile={tls[1]}', *argv)
         cmd = [sys.executable, '-m', {'kernelgateway': 'kernel_gateway', 'server': 'jupyter_server'}[app],
                f'--{opt}.ip=127.0.0.1', f'--{opt}.port={self.port}', f'--{opt}.port_retries=0',
                f'--KernelGatewayApp.auth_token={self.token}' if app == 'kernelgateway' else f'--IdentityProvider.token={self.token}',
@@ -510,8 +512,9 @@ class LocalServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None: break
             req = urllib.request.Request(f"{self.url}/api/kernelspecs", headers={'Authorization': f'token {self.token}'})
+            unchecked = ssl._create_unverified_context()  # only asks whether the local server is up yet
             try:
-                with urllib.request.urlopen(req, timeout=2): return
+                with urllib.request.urlopen(req, timeout=2, context=unchecked): return
             except OSError: time.sleep(0.1)
         raise RuntimeError(f"{self.app} did not start on {self.url}: {self.tail()}")
 

@@ -5,7 +5,7 @@ import pytest
 
 for mod in 'websockets', 'httpx', 'kernel_gateway', 'jupyter_server': pytest.importorskip(mod)
 
-from conkernel import ChannelsStoppedError, DeadKernelError, KernelRestartedError, run_kernel
+from conkernel import ChannelsStoppedError, DeadKernelError, KernelRestartedError, blocking_kernel, run_kernel
 from conkernel.gateway import (ConGatewayKernelClient, ConGatewayKernelManager, ConnectionLostError, GatewayError,
                                LocalServer, run_gateway_kernel)
 
@@ -130,6 +130,17 @@ async def test_restart_fails_waiters_then_works(server):
         assert r.outputs[0]['data']['text/plain'] == 'False'  # a fresh kernel
 
 
+@pytest.mark.parametrize('framing', ['v1', 'json'])
+async def test_binary_buffers_arrive_in_both_framings(server, framing):
+    async with remote(server, ws_protocol=framing) as (km, kc):
+        r = await kc.run("from comm import create_comm\n"
+                         "c = create_comm(target_name='t', data={'n': 1}, buffers=[b'abc', bytes(range(256))])",
+                         keep_msgs=True, raises=True)
+        opened = [m for m in r.msgs if m['msg_type'] == 'comm_open']
+        assert [bytes(b) for b in opened[0]['buffers']] == [b'abc', bytes(range(256))]
+        assert opened[0]['content']['data'] == {'n': 1}
+
+
 async def test_kernel_death_fails_waiters_and_the_restarted_kernel_answers(server):
     async with remote(server) as (km, kc):
         waiters = [kc.execute('import os; os._exit(1)', reply=True, timeout=60),
@@ -177,6 +188,34 @@ async def test_stopping_the_server_fails_every_waiter(app):
             assert all(isinstance(r, DeadKernelError) for r in results), results
             assert len(kc.pending) == 0
             with pytest.raises(DeadKernelError): kc.execute('1')
+
+
+def test_blocking_client_over_a_server(server):
+    from concurrent.futures import ThreadPoolExecutor
+    with blocking_kernel(url=server.url, token=server.token) as kc:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda i: kc.run(f'print({i})').stdout, range(40)))
+        assert results == [f'{i}\n' for i in range(40)]
+
+
+@pytest.fixture(scope='module')
+def certificate(tmp_path_factory):
+    "A self-signed certificate for 127.0.0.1: (certfile, keyfile)"
+    d = tmp_path_factory.mktemp('tls')
+    cert, key = d / 'cert.pem', d / 'key.pem'
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1',
+                    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+async def test_tls_certificates_are_checked_by_default(certificate):
+    with LocalServer('server', tls=certificate) as srv:
+        assert srv.url.startswith('https://')
+        with pytest.raises(ConnectionError, match='CERTIFICATE_VERIFY_FAILED'):
+            async with run_kernel(url=srv.url, token=srv.token): pass
+        async with run_kernel(url=srv.url, token=srv.token, verify=certificate[0]) as (km, kc):
+            assert kc.parent._ws_url(kc.session.session).startswith('wss://')
+            assert (await kc.run('1 + 1')).outputs[0]['data']['text/plain'] == '2'
 
 
 def test_local_path_does_not_import_the_gateway_dependencies():
