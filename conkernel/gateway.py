@@ -51,8 +51,14 @@ _meaning = {401: "unauthorized (401): the server did not accept the token; pass 
             403: "forbidden (403): the server refused this token or this action",
             404: "not found (404)"}
 
-def _http_error(status:int, what:str, detail:str='') -> GatewayError:
-    detail = ' '.join(detail.split())[:300]
+def _detail(body:str) -> str:
+    "The server's explanation in an error response: its JSON `message`, or its text unless it is an HTML page"
+    try: body = json.loads(body).get('message') or ''
+    except (ValueError, AttributeError): pass
+    return '' if body.lstrip().startswith('<') else ' '.join(body.split())[:300]
+
+def _http_error(status:int, what:str, body:str='') -> GatewayError:
+    detail = _detail(body)
     return GatewayError(f"{what}: {_meaning.get(status, f'HTTP {status}')}" + (f": {detail}" if detail else ''), status)
 
 # %% ../nbs/06_gateway.ipynb #af962205

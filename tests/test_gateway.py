@@ -1,5 +1,5 @@
 "Concurrency, stdin, interrupt, reconnection and failure tests through a Kernel Gateway and a Jupyter Server."
-import asyncio, os, subprocess, sys
+import asyncio, os, shutil, subprocess, sys
 
 import pytest
 
@@ -208,6 +208,7 @@ def certificate(tmp_path_factory):
     return str(cert), str(key)
 
 
+@pytest.mark.skipif(not shutil.which('openssl'), reason='needs openssl to make a certificate')
 async def test_tls_certificates_are_checked_by_default(certificate):
     with LocalServer('server', tls=certificate) as srv:
         assert srv.url.startswith('https://')
