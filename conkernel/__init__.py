@@ -8,9 +8,10 @@ Docs: https://conkernel.github.io/conkernel/package.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/package.ipynb #940782a5
+# %% ../nbs/package.ipynb #68c4937b
 from .core import *
 from .wire import *
+from .requests import *
 from .outputs import *
 from .subshells import *
 from .lifecycle import *

@@ -106,6 +106,7 @@ class Router:
         self.stats = Counter()
         self.closed = None  # the exception new requests get once the router is closed
         self.maxlen,self.abandoned = maxlen,OrderedDict()  # msg_ids whose caller stopped waiting, oldest first
+        self.inputs = deque(maxlen=100)  # input_requests not yet answered, newest last
 
 # %% ../nbs/00_core.ipynb #91861861
 @patch
@@ -162,7 +163,7 @@ def forget(self:Router, msg_id:str, future:asyncio.Future|None=None):
 @patch
 def dispatch(self:Router, channel:str, msg:dict):
     "Give `msg` to the request it answers, else to `channel`'s queue"
-    msg_id = msg['parent_header'].get('msg_id')
+    msg_id = msg['parent_header'].get('msg_id')  # the wire reader makes a null parent {}
     p = self.requests.get(msg_id)
     if channel == 'iopub':
         self.queues['iopub'].put(msg)
@@ -171,16 +172,22 @@ def dispatch(self:Router, channel:str, msg:dict):
         if p.want_idle and msg['msg_type'] == 'status' and msg['content'].get('execution_state') == 'idle':
             p.want_idle = False
             if p.finished: self._finish(msg_id)
-    elif channel == 'stdin' and p is not None and p.on_stdin is not None: self._call(p.on_stdin, msg)
+    elif channel == 'stdin':
+        if msg['msg_type'] == 'input_request': self.inputs.append(msg)
+        if p is not None and p.on_stdin is not None: self._call(p.on_stdin, msg)
+        else: self._keep(channel, msg)
     elif p is None and msg_id in self.abandoned:
         del self.abandoned[msg_id]
         self.stats['late'] += 1
-    elif p is None or p.reply is not None or channel == 'stdin':
-        self.stats[f'unclaimed_{channel}'] += 1
-        self.queues[channel].put(msg)
+    elif p is None or p.reply is not None: self._keep(channel, msg)
     else:
         p.reply = msg
         if p.finished: self._finish(msg_id)
+
+@patch
+def _keep(self:Router, channel:str, msg:dict):
+    self.stats[f'unclaimed_{channel}'] += 1
+    self.queues[channel].put(msg)
 
 @patch
 def _finish(self:Router, msg_id:str):
@@ -359,6 +366,7 @@ def _request(self:ConKernelClient, channel:str, msg_type:str, content:dict, repl
     if subshell_id is not None: header['subshell_id'] = subshell_id
     msg_id, chan = header['msg_id'], getattr(self, f'{channel}_channel')
     if not reply:
+        if any(track.values()): raise ValueError(f"{', '.join(k for k,v in track.items() if v)} needs reply=True")
         self.router.check_open()  # a dead kernel refuses fire-and-forget requests too
         chan.send(msg)
         return msg_id
@@ -383,7 +391,7 @@ def execute(self:ConKernelClient,
             timeout=USE_DEFAULT,      # seconds to wait for the reply (None: forever)
             msg_id:str|None=None,     # msg_id to send under (default: a fresh one)
             subshell_id:str|None=None, # run on this subshell
-            **track): # `until_idle`, `on_iopub`, `on_stdin`: passed to `Router.register`
+            **track):                 # `until_idle`, `on_iopub`, `on_stdin`: see `Router.register`
     "Execute `code`; returns the msg_id, or with `reply=True` an awaitable of the reply"
     if not isinstance(code, str): raise ValueError(f"code {code!r} must be a string")
     user_expressions = user_expressions or {}
@@ -439,14 +447,45 @@ async def wait_for_ready(self:ConKernelClient, timeout:float|None=60):
                 raise DeadKernelError("the kernel died before answering kernel_info") from None
             if deadline is not None and time.monotonic() > deadline:
                 raise RuntimeError(f"the kernel did not answer within {timeout} s") from None
+    await self._stdin_connected(deadline)
     self._handle_kernel_info_reply(self.kernel_info_reply)
     for ch in 'shell','iopub': self.router.queues[ch].clear()
+
+# %% ../nbs/00_core.ipynb #b8d4f2a1
+ConKernelClient._stdin_monitor = None
+
+@patch
+def connect_stdin(self:ConKernelClient, identity:bytes|None=None):
+    "The stdin socket, connected under a monitor that reports when the connection is complete"
+    sock = super(ConKernelClient, self).connect_stdin(identity)
+    url = self._make_url('stdin')
+    sock.disconnect(url)  # a monitor sees only later events: connect again under one
+    self._stdin_monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    sock.connect(url)
+    return sock
+
+@patch
+async def _stdin_connected(self:ConKernelClient, deadline:float|None):
+    "Wait until the stdin socket's connection is complete"
+    while self._stdin_monitor is not None and not self._stdin_monitor.poll(0):
+        if deadline is not None and time.monotonic() > deadline:
+            raise RuntimeError("the kernel answered, but its stdin socket accepted no connection")
+        await asyncio.sleep(0.01)
+    self._close_stdin_monitor()
+
+@patch
+def _close_stdin_monitor(self:ConKernelClient):
+    if self._stdin_monitor is None: return
+    if self._stdin_channel is not None and self._stdin_channel.socket is not None: self._stdin_channel.socket.disable_monitor()
+    self._stdin_monitor.close(linger=0)
+    self._stdin_monitor = None
 
 # %% ../nbs/00_core.ipynb #3747ccbd
 @patch
 def stop_channels(self:ConKernelClient):
     "Fail every in-flight request with `ChannelsStoppedError`, then close the channels"
     self.router.close(ChannelsStoppedError("the client's channels were stopped"))
+    self._close_stdin_monitor()
     super(ConKernelClient, self).stop_channels()
 
 @patch
