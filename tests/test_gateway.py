@@ -61,6 +61,32 @@ async def test_mixed_burst_of_requests(server):
         assert len(kc.pending) == 0
 
 
+async def test_every_request_method_concurrently(server):
+    async with remote(server) as (km, kc):
+        await kc.execute('alpha_value = 1', reply=True)
+        outputs, asked = [], []
+        def hook(msg):
+            asked.append(msg['content']['prompt'])
+            return 'typed'
+        res = await asyncio.gather(
+            *[kc.complete('alpha_v', reply=True) for _ in range(10)],
+            *[kc.inspect('alpha_value', reply=True) for _ in range(10)],
+            *[kc.is_complete('for i in x:', reply=True) for _ in range(10)],
+            kc.history(hist_access_type='tail', n=5, reply=True),
+            kc.comm_info(reply=True),
+            kc.shell_request('kernel_info_request'),
+            kc.control_request('kernel_info_request'),
+            kc.execute_interactive('print(input("say: "))', allow_stdin=True, stdin_hook=hook,
+                                   output_hook=outputs.append))
+        assert all(r['content']['matches'] == ['alpha_value'] for r in res[:10])
+        assert all(r['content']['found'] for r in res[10:20])
+        assert all(r['content']['status'] == 'incomplete' for r in res[20:30])
+        assert [r['msg_type'] for r in res[30:34]] == ['history_reply', 'comm_info_reply', 'kernel_info_reply', 'kernel_info_reply']
+        assert res[34]['content']['status'] == 'ok' and asked == ['say: ']
+        assert [o['content']['text'] for o in outputs if o['msg_type'] == 'stream'] == ['typed\n']
+        assert len(kc.pending) == 0
+
+
 async def test_concurrent_runs_each_get_their_own_outputs(server):
     async with remote(server) as (km, kc):
         code = 'import time\nfor j in range(3):\n    print({i}, j, flush=True); time.sleep(0.01)\n{i} * 2'
