@@ -224,19 +224,29 @@ async def _read(self:ConGatewayKernelClient, ws):
             except Exception as e:
                 reject('websocket', e)
                 continue
-            if channel == 'iopub' and msg['msg_type'] == 'status' and not msg['parent_header']: self._server_status(msg)
+            if channel == 'iopub' and msg['msg_type'] in _NEWS: self._kernel_news(msg)
             dispatch(channel, msg)
     except websockets.exceptions.ConnectionClosed: pass
 
 # %% ../nbs/06_gateway.ipynb #55d1ad6a
+_NEWS = frozenset({'status', 'shutdown_reply'})  # the iopub messages `_kernel_news` looks at
+
 @patch
-def _server_status(self:ConGatewayKernelClient, msg:dict):
-    state = msg['content'].get('execution_state')
+def _kernel_news(self:ConGatewayKernelClient, msg:dict):
+    "Fail every waiter when iopub says that the kernel is going away"
     if self.router.closed is not None: return  # already failed (e.g. by `restart_kernel`)
-    if state == 'restarting':
-        self.kernel_lost(KernelRestartedError("the kernel died and the server is restarting it"))
-        self.router.reopen()
-    elif state == 'dead': self.kernel_lost(DeadKernelError("the kernel died and the server could not restart it"))
+    content = msg['content']
+    if msg['msg_type'] == 'status':
+        state = content.get('execution_state')
+        if msg['parent_header'] or state not in ('restarting', 'dead'): return
+        restart = state == 'restarting'
+        why = "the kernel died and the server " + ("is restarting it" if restart else "could not restart it")
+    else:
+        if msg['parent_header'].get('msg_id') in self.router.requests: return  # ours: the kernel answers it on control
+        restart = bool(content.get('restart'))
+        why = f"another client {'restarted' if restart else 'shut down'} the kernel"
+    self.kernel_lost((KernelRestartedError if restart else DeadKernelError)(why))
+    if restart: self.router.reopen()
 
 # %% ../nbs/06_gateway.ipynb #db2a9407
 @patch

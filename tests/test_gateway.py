@@ -187,6 +187,31 @@ async def test_attach_to_a_running_kernel_by_id(server):
         assert (await kc.execute('1', reply=True))['content']['status'] == 'ok'
 
 
+async def test_kernel_shut_down_by_another_client_fails_waiters(server):
+    async with remote(server) as (km, kc):
+        assert kc._v1  # 'auto' negotiates the binary framing
+        waiters = [kc.execute('import time; time.sleep(60)', reply=True, timeout=None) for _ in range(10)]
+        other = ConGatewayKernelManager(server.url, token=server.token, kernel_id=km.kernel_id)
+        try: await other.shutdown_kernel()
+        finally: await other.aclose()
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+        assert all(isinstance(r, DeadKernelError) and not isinstance(r, KernelRestartedError) for r in results), results
+        assert not await km.is_alive()
+        with pytest.raises(DeadKernelError): kc.execute('1')
+
+
+async def test_kernel_restarted_by_another_client_fails_waiters_then_works(server):
+    async with remote(server) as (km, kc):
+        waiters = [kc.execute('import time; time.sleep(60)', reply=True, timeout=None) for _ in range(10)]
+        other = ConGatewayKernelManager(server.url, token=server.token, kernel_id=km.kernel_id)
+        try: await other.restart_kernel()
+        finally: await other.aclose()
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+        assert all(isinstance(r, KernelRestartedError) for r in results), results
+        await kc.wait_for_ready()
+        assert (await kc.run('1 + 1')).outputs[0]['data']['text/plain'] == '2'
+
+
 async def test_clear_errors_for_bad_token_and_unknown_ids(server):
     with pytest.raises(GatewayError) as e:
         async with remote(server, token='wrong'): pass
