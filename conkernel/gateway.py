@@ -192,6 +192,7 @@ async def _run(self:ConGatewayKernelClient):
             self._ws = None
             await ws.close()
         lost = time.monotonic()
+        self.router.stats['websocket_dropped'] += 1
         _log.warning("the websocket to kernel %s dropped: opening it again", km.kernel_id)
 
 @patch

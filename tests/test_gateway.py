@@ -132,6 +132,7 @@ async def test_dropped_websocket_reconnects_and_keeps_waiters(server):
         replies = await asyncio.gather(*waiters, *later)
         assert [own_value(r) for r in replies] == [str(i) for i in range(40)]
         assert kc._ws is not None and len(kc.pending) == 0
+        assert kc.stats['websocket_dropped'] == 1
 
 
 async def test_stop_fails_every_waiter_at_once(server):
