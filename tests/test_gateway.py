@@ -250,6 +250,12 @@ def test_blocking_client_over_a_server(server):
         assert results == [f'{i}\n' for i in range(40)]
 
 
+async def test_unreachable_server_is_a_clear_connection_error():
+    from conkernel.gateway import _free_port
+    with pytest.raises(ConnectionError, match='cannot reach'):
+        async with run_kernel(url=f'http://127.0.0.1:{_free_port()}', token='x'): pass
+
+
 @pytest.fixture(scope='module')
 def certificate(tmp_path_factory):
     "A self-signed certificate for 127.0.0.1: (certfile, keyfile)"
