@@ -16,3 +16,4 @@ from .outputs import *
 from .subshells import *
 from .lifecycle import *
 from .blocking import *
+from .gateway import *

@@ -519,8 +519,14 @@ class ConKernelManager(AsyncKernelManager):
 async def run_kernel(kernel_name:str='python3', # installed kernelspec to start
                      argv:list|None=None,       # or this command line (with '{connection_file}')
                      startup_timeout:float=60,  # seconds to wait for the kernel to answer
-                     **kwargs):                 # passed to `ConKernelManager`
+                     url:str|None=None,         # a Jupyter Server or gateway: run the kernel there (`conkernel.gateway`)
+                     **kwargs):                 # passed to `ConKernelManager` (with `url`: `ConGatewayKernelManager`)
     "Start a kernel and a connected client; yields `(km, kc)` and always shuts the kernel down"
+    if url is not None:
+        if argv is not None: raise ValueError("argv starts a local kernel: a server starts the kernelspec `kernel_name`")
+        from .gateway import run_gateway_kernel  # needs `pip install conkernel[gateway]`
+        async with run_gateway_kernel(url, kernel_name, startup_timeout=startup_timeout, **kwargs) as kmkc: yield kmkc
+        return
     km = ConKernelManager(kernel_name=kernel_name, argv=argv, **kwargs)
     await km.start_kernel()
     try:

@@ -68,6 +68,10 @@ def _split(frames:list) -> list:
 def _unpack(unpack, part:bytes, what:str, null_ok:bool=False) -> dict:
     try: d = unpack(part)
     except Exception as e: raise BadMessage('not_json', f"{what}: {type(e).__name__}") from None
+    return _object(d, what, null_ok)
+
+def _object(d, what:str, null_ok:bool=False) -> dict:
+    "`d` if it is a JSON object (`{}` for a null `d` when `null_ok`), else `BadMessage`"
     if d is None and null_ok: return {}
     if not isinstance(d, dict): raise BadMessage('not_json', f"{what} is a {type(d).__name__}, not an object")
     return d
@@ -112,11 +116,16 @@ def parse(self:WireReader,
     unpack = self.unpack
     header,parent = _unpack(unpack, parts[1], 'header'),_unpack(unpack, parts[2], 'parent header', True)
     metadata,content = _unpack(unpack, parts[3], 'metadata', True),_unpack(unpack, parts[4], 'content')
+    return self.message(channel, header, parent, metadata, content, parts[5:])
+
+@patch
+def message(self:WireReader, channel:str, header:dict, parent:dict, metadata:dict, content:dict, buffers:list):
+    "The checked message made of its decoded parts (for transports that decode them otherwise), or `BadMessage`"
     msg_id,msg_type = header.get('msg_id'),header.get('msg_type')
     if not isinstance(msg_id, str) or not isinstance(msg_type, str): raise BadMessage('missing_header')
     if not known_type(channel, msg_type): raise BadMessage('unknown_type', f"{msg_type} on {channel}")
     if channel != 'iopub' and (parent.get('session') != self.session_id or 'msg_id' not in parent):
         raise BadMessage('unknown_parent', f"{msg_type} answers a request this client did not send")
     msg = dict(header=_dated(header), msg_id=msg_id, msg_type=msg_type, parent_header=_dated(parent),
-               metadata=metadata, content=content, buffers=[memoryview(b) for b in parts[5:]])
+               metadata=metadata, content=content, buffers=[memoryview(b) for b in buffers])
     return msg if header.get('version', '').startswith('5.') else adapt(msg)
