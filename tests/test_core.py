@@ -1,5 +1,6 @@
 "Concurrency, timeout, stop and send-path tests for ConKernelClient on real kernels."
 import asyncio, gc, time, warnings
+from contextlib import contextmanager
 from queue import Empty
 
 import pytest, zmq
@@ -90,17 +91,28 @@ class ChannelWithoutEdgeCheck(ZMQChannel):
     def send(self, msg): self.session.send(self.socket, msg)
 
 
-async def reply_read_after_a_send(channel_class):
-    "Whether a reply that arrives before another send on the same socket still reaches its waiter"
-    ctx, session = zmq.Context(), Session(key=b'secret')
+@contextmanager
+def channel_to_local_router(channel_class=ZMQChannel):
+    "A started shell channel connected to a local ROUTER socket standing in for a kernel: (channel, router, server)"
+    ctx = zmq.Context()
     server = ctx.socket(zmq.ROUTER)
     port = server.bind_to_random_port('tcp://127.0.0.1')
     client = ctx.socket(zmq.DEALER)
     client.connect(f'tcp://127.0.0.1:{port}')
-    router, chan = Router(), channel_class(client, session)
+    router, chan = Router(), channel_class(client, Session(key=b'secret'))
     chan.attach('shell', router, asyncio.get_running_loop())
-    await asyncio.sleep(0.05)  # let the first drain run
-    try:
+    try: yield chan, router, server
+    finally:
+        chan.close()
+        server.close(0)
+        ctx.term()
+
+
+async def reply_read_after_a_send(channel_class):
+    "Whether a reply that arrives before another send on the same socket still reaches its waiter"
+    with channel_to_local_router(channel_class) as (chan, router, server):
+        session = chan.session
+        await asyncio.sleep(0.05)  # let the first drain run
         first = session.msg('kernel_info_request')
         reply = router.register(first['header']['msg_id'], 'kernel_info_request')
         chan.send(first)
@@ -110,10 +122,6 @@ async def reply_read_after_a_send(channel_class):
         chan.send(session.msg('kernel_info_request'))  # this send can consume the socket's wake-up edge
         try: return (await asyncio.wait_for(reply, 1))['msg_type']
         except asyncio.TimeoutError: return None
-    finally:
-        chan.close()
-        server.close(0)
-        ctx.term()
 
 
 async def test_reply_queued_before_a_send_is_not_lost():
@@ -133,16 +141,5 @@ async def test_client_from_a_connection_file(tmp_path):
 @pytest.mark.timeout(30)
 async def test_a_burst_beyond_the_high_water_mark_never_blocks_the_loop():
     "5,000 requests of 10 kB to a peer that reads nothing: with ZMQ's default limits a send would block forever"
-    ctx, session = zmq.Context(), Session(key=b'secret')
-    server = ctx.socket(zmq.ROUTER)
-    port = server.bind_to_random_port('tcp://127.0.0.1')
-    client = ctx.socket(zmq.DEALER)
-    client.connect(f'tcp://127.0.0.1:{port}')
-    chan = ZMQChannel(client, session)
-    chan.attach('shell', Router(), asyncio.get_running_loop())
-    try:
-        for _ in range(5000): chan.send(session.msg('execute_request', {'code': 'x' * 10_000}))
-    finally:
-        chan.close()
-        server.close(0)
-        ctx.term()
+    with channel_to_local_router() as (chan, router, server):
+        for _ in range(5000): chan.send(chan.session.msg('execute_request', {'code': 'x' * 10_000}))
