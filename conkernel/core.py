@@ -42,7 +42,7 @@ class MsgQueue:
     def __init__(self,
                  name:str,    # channel name, for the log line
                  maxlen:int): # most messages kept
-        self.name,self.maxlen,self.dropped = name,maxlen,0
+        self.name,self.maxlen,self.dropped,self.read = name,maxlen,0,False
         self.items,self.getters = deque(),deque()
 
     def __len__(self): return len(self.items)
@@ -56,12 +56,14 @@ class MsgQueue:
             self.items.popleft()
             self.dropped += 1
             if self.dropped == 1:
-                _log.warning("%s queue is full (%d unread messages): dropping the oldest; read it with get_%s_msg "
-                            "or raise ConKernelClient.max_queued", self.name, self.maxlen, self.name)
+                _log.log(logging.WARNING if self.read else logging.INFO, "%s queue is full (%d unread messages): "
+                         "dropping the oldest; read it faster with get_%s_msg or raise ConKernelClient.max_queued",
+                         self.name, self.maxlen, self.name)
         self.items.append(msg)
 
     async def get(self, timeout:float|None=None) -> dict:
         "The next message, waiting at most `timeout` seconds (None: forever)"
+        self.read = True
         if self.items: return self.items.popleft()
         if timeout is not None and timeout <= 0: raise Empty
         getter = asyncio.get_running_loop().create_future()
