@@ -14,7 +14,8 @@ from pathlib import Path
 
 from clients import conkernel_run
 from conkernel import run_kernel
-from conkernel.gateway import LocalServer, run_gateway_kernel
+from conkernel.gateway import run_gateway_kernel
+from conkernel.testing import LocalServer
 from run import cpu_seconds
 
 

@@ -126,7 +126,7 @@ async def memory(km, kernel: str, n: int = 10_000) -> list:
         tracemalloc.stop()
         return [dict(kernel=kernel, metric='memory', client='conkernel', inflight=n, inflight_kb=inflight / 1024,
                      after_kb=after / 1024, pending_after=len(kc.pending), iopub_kept=len(kc.router.queues['iopub']),
-                     signatures_kept=len(kc.shell_channel.wire.seen))]
+                     signatures_kept=len(kc.kernel_transport.wire.seen))]
     finally: kc.stop_channels()
 
 

@@ -9,11 +9,15 @@ Docs: https://conkernel.github.io/conkernel/package.html.md"""
 __all__ = []
 
 # %% ../nbs/package.ipynb #68c4937b
-from .core import *
+from .errors import *
 from .wire import *
+from .router import *
+from .transport import *
 from .requests import *
+from .client import *
 from .outputs import *
 from .subshells import *
-from .lifecycle import *
-from .blocking import *
+from .manager import *
+from .websocket import *
 from .gateway import *
+from .blocking import *

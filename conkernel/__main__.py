@@ -10,7 +10,7 @@ __all__ = ['numbered', 'own_replies', 'timed', 'slow_then_fast', 'shuffled', 'sc
 # %% ../nbs/demo.ipynb #a02f6414
 import argparse, asyncio, os, random, time
 from jupyter_client import AsyncKernelClient
-from .core import run_kernel
+from .manager import run_kernel
 
 # %% ../nbs/demo.ipynb #513bc55e
 def numbered(i:int) -> dict:

@@ -7,7 +7,7 @@ import pytest, zmq
 from jupyter_client.session import Session
 
 from conkernel import ConKernelClient, DeadKernelError, KernelRestartedError, run_kernel
-from conkernel.lifecycle import ProcessWatch
+from conkernel.manager import ProcessWatch
 from fakekernel import FakeKernel
 
 SLEEP = 'import time; time.sleep(30)'
@@ -96,7 +96,7 @@ async def test_shutdown_fails_waiters_and_stops_the_watch():
         waiter = kc.execute(SLEEP, reply=True)
         await km.shutdown_kernel(now=True)
         with pytest.raises(DeadKernelError, match='shut down'): await waiter
-        assert getattr(km, '_watch', None) is None
+        assert not km.watching_process
         assert len(kc.pending) == 0
 
 
@@ -215,7 +215,7 @@ async def test_curve_encryption_and_private_connection_file(caplog):
             assert not plain.poll(1000)
         finally: plain.close(0)
         secrets = [km.session.key.decode(), km.curve_secretkey.decode()]
-        shown = [repr(kc), repr(km), repr(kc.session), repr(kc.shell_channel.wire), repr(kc.pending), str(dict(kc.stats))]
+        shown = [repr(kc), repr(km), repr(kc.session), repr(kc.kernel_transport.wire), repr(kc.pending), str(dict(kc.stats))]
         shown += [r.getMessage() for r in caplog.records]
         assert not [s for s in shown for secret in secrets if secret in s]
 
@@ -229,7 +229,7 @@ async def test_empty_key_refused_unless_allowed():
 
 
 async def test_abandoned_and_signature_histories_are_bounded():
-    from conkernel.core import Router
+    from conkernel.router import Router
     from conkernel.wire import WireReader
     r = Router(maxlen=3)
     for i in range(10): r.forget(f'm{i}', r.register(f'm{i}', 'execute_request'))

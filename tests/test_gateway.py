@@ -6,8 +6,10 @@ import pytest
 for mod in 'websockets', 'httpx', 'kernel_gateway', 'jupyter_server': pytest.importorskip(mod)
 
 from conkernel import ChannelsStoppedError, DeadKernelError, KernelRestartedError, blocking_kernel, run_kernel
-from conkernel.gateway import (ConGatewayKernelClient, ConGatewayKernelManager, ConnectionLostError, GatewayError,
-                               LocalServer, run_gateway_kernel)
+from conkernel.errors import ConnectionLostError, GatewayError
+from conkernel.gateway import ConGatewayKernelManager, run_gateway_kernel
+from conkernel.testing import LocalServer, free_port
+from conkernel.websocket import WebsocketTransport
 
 APPS = ['kernelgateway', 'server']
 
@@ -27,7 +29,7 @@ def remote(server, **kw): return run_kernel(url=server.url, **{'token': server.t
 @pytest.mark.parametrize('framing', ['v1', 'json'])
 async def test_thousand_concurrent_executes_each_get_their_own_reply(server, framing):
     async with remote(server, ws_protocol=framing) as (km, kc):
-        assert isinstance(kc, ConGatewayKernelClient) and kc._v1 == (framing == 'v1')
+        assert isinstance(kc.kernel_transport, WebsocketTransport) and kc.kernel_transport.v1 == (framing == 'v1')
         waiters = [kc.execute(f'v = {i}', user_expressions={'v': 'v'}, reply=True, timeout=120) for i in range(1000)]
         assert len(kc.pending) == 1000
         replies = await asyncio.gather(*waiters)
@@ -127,11 +129,11 @@ async def test_dropped_websocket_reconnects_and_keeps_waiters(server):
         first = kc.execute('import time; time.sleep(1); v = 0', user_expressions={'v': 'v'}, reply=True, timeout=30)
         waiters = [first, *[kc.execute(f'v = {i}', user_expressions={'v': 'v'}, reply=True, timeout=30) for i in range(1, 30)]]
         await asyncio.sleep(0.3)
-        kc._ws.transport.abort()  # the connection drops under the client
+        kc.kernel_transport.ws.transport.abort()  # the connection drops under the client
         later = [kc.execute(f'v = {i}', user_expressions={'v': 'v'}, reply=True, timeout=30) for i in range(30, 40)]
         replies = await asyncio.gather(*waiters, *later)
         assert [own_value(r) for r in replies] == [str(i) for i in range(40)]
-        assert kc._ws is not None and len(kc.pending) == 0
+        assert kc.kernel_transport.ws is not None and len(kc.pending) == 0
         assert kc.stats['websocket_dropped'] == 1
 
 
@@ -142,7 +144,7 @@ async def test_stop_fails_every_waiter_at_once(server):
         assert all(w.future.done() for w in waiters)
         results = await asyncio.gather(*waiters, return_exceptions=True)
         assert all(isinstance(r, ChannelsStoppedError) for r in results)
-        assert kc._task.done()
+        assert kc.kernel_transport.task.done()
         with pytest.raises(ChannelsStoppedError): kc.execute('1')
 
 
@@ -190,7 +192,7 @@ async def test_attach_to_a_running_kernel_by_id(server):
 
 async def test_kernel_shut_down_by_another_client_fails_waiters(server):
     async with remote(server) as (km, kc):
-        assert kc._v1  # 'auto' negotiates the binary framing
+        assert kc.kernel_transport.v1  # 'auto' negotiates the binary framing
         waiters = [kc.execute('import time; time.sleep(60)', reply=True, timeout=None) for _ in range(10)]
         other = ConGatewayKernelManager(server.url, token=server.token, kernel_id=km.kernel_id)
         try: await other.shutdown_kernel()
@@ -251,9 +253,8 @@ def test_blocking_client_over_a_server(server):
 
 
 async def test_unreachable_server_is_a_clear_connection_error():
-    from conkernel.gateway import _free_port
     with pytest.raises(ConnectionError, match='cannot reach'):
-        async with run_kernel(url=f'http://127.0.0.1:{_free_port()}', token='x'): pass
+        async with run_kernel(url=f'http://127.0.0.1:{free_port()}', token='x'): pass
 
 
 @pytest.fixture(scope='module')

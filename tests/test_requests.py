@@ -6,7 +6,7 @@ from jupyter_client.connect import write_connection_file
 from jupyter_client.session import DELIM, Session
 
 from conkernel import ConKernelClient, run_kernel
-from conkernel.core import Router
+from conkernel.router import Router
 from conkernel.wire import WireReader
 
 KERNELS = ['python3', 'py']  # ipykernel, ipymini
