@@ -228,7 +228,7 @@ async def astop_channels(self:ConKernelClient):
 def kernel_lost(self:ConKernelClient, exc:DeadKernelError):
     "Fail every waiter with `exc` and refuse new requests with it"
     if self.router.closed is not None: return
-    _log.warning("%s: failing %d waiting requests", exc, len(self.router.requests))
+    if self.router.requests: _log.warning("%s: failing %d waiting requests", exc, len(self.router.requests))
     self.router.close(exc)
 
 @patch
