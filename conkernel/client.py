@@ -6,7 +6,7 @@ Docs: https://conkernel.github.io/conkernel/client.html.md"""
 
 # %% ../nbs/04_client.ipynb #ec410339
 from __future__ import annotations
-import asyncio, logging, time
+import asyncio, logging, time, uuid
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -16,7 +16,7 @@ from jupyter_client import AsyncKernelClient
 from jupyter_client.client import validate_string_dict
 from traitlets import Bool, Float, Instance, Integer, Type, default
 
-from .errors import ChannelsStoppedError, DeadKernelError
+from .errors import ChannelsStoppedError, DeadKernelError, KernelUnresponsiveError
 from .router import CHANNELS, USE_DEFAULT, PendingReply, PendingView, Router
 from .transport import Transport, ZMQTransport
 from .requests import KernelRequests
@@ -33,7 +33,8 @@ class Channel:
     def __init__(self, name:str, client): self.name,self.client = name,client
 
     def send(self, msg:dict):
-        "Send `msg` on this channel"
+        "Send `msg` on this channel (refused once the kernel is known dead or the channels stopped)"
+        self.client.router.check_open()
         self.client._send(self.name, msg)
 
     def is_alive(self) -> bool: return self.client.channels_running
@@ -77,8 +78,16 @@ class ConKernelClient(KernelRequests, AsyncKernelClient):
         help="Most unclaimed messages kept per channel for `get_*_msg` (as ZMQ's default receive high-water mark); beyond it the oldest are dropped")
     max_message_size = Integer(512 * 2**20, allow_none=True, config=True,
         help="Most bytes in one inbound message; larger ones are dropped and counted. None: no limit")
+    max_queued_bytes = Integer(32 * 2**20, allow_none=True, config=True,
+        help="Most bytes of unclaimed messages kept per channel for `get_*_msg`; beyond it the oldest are dropped. None: no limit")
     allow_unsigned = Bool(False, config=True,
         help="Accept an empty session key (unsigned messages: anyone who can reach the ports can run code)")
+    heartbeat_timeout = Float(3, allow_none=True, config=True,
+        help="Seconds without a heartbeat answer (or any other message) after which waiting requests fail with "
+             "`KernelUnresponsiveError`; the client is usable again when the kernel answers. None: no heartbeat")
+    iopub_timeout = Float(5, allow_none=True, config=True,
+        help="Seconds a request that waits for its idle status (`run`, `stream`, `execute_interactive`) keeps "
+             "waiting once its reply is in and its output has stopped; then it ends, with a note. None: forever")
 
     @default('context')
     def _context_default(self):
@@ -87,7 +96,11 @@ class ConKernelClient(KernelRequests, AsyncKernelClient):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.router,self.kernel_transport = Router(self.max_queued),None
+        self.session = self.session.clone()  # a session id (and so a ZMQ identity) of its own: see below
+        self.session.session = str(uuid.uuid4())
+        self.router = Router(self.max_queued, self.max_queued_bytes, self.iopub_timeout)
+        self.router.on_orphaned_input = self._end_input
+        self.kernel_transport = None
         for name in CHANNELS: setattr(self, f'_{name}_channel', Channel(name, self))
 
     @property
@@ -122,18 +135,21 @@ def _request(self:ConKernelClient, channel:str, msg_type:str, content:dict, repl
     header = msg['header']
     if msg_id is not None: msg['msg_id'] = header['msg_id'] = msg_id
     if subshell_id is not None: header['subshell_id'] = subshell_id
+    if msg_id in self.router.abandoned:
+        raise ValueError(f"msg_id {msg_id!r} belongs to a request that timed out: its reply may still come, so send under a fresh msg_id")
     msg_id = header['msg_id']
     if not reply:
         if any(track.values()): raise ValueError(f"{', '.join(k for k,v in track.items() if v)} needs reply=True")
         self.router.check_open()  # a dead kernel refuses fire-and-forget requests too
         self._send(channel, msg)
         return msg_id
-    future = self.router.register(msg_id, msg_type, self.reply_timeout if timeout is USE_DEFAULT else timeout, **track)
+    future = self.router.register(msg_id, msg_type, self.reply_timeout if timeout is USE_DEFAULT else timeout,
+                                  channel=channel, subshell_id=subshell_id, **track)
     try: self._send(channel, msg)
     except BaseException:
         self.router.forget(msg_id, future)
         raise
-    return PendingReply(msg_id, future, self.router)
+    return PendingReply(msg_id, self.router)
 
 # %% ../nbs/04_client.ipynb #1e7552b3
 @patch
@@ -179,8 +195,10 @@ def start_channels(self:ConKernelClient, shell=True, iopub=True, stdin=True, hb=
                    timeout:float|None=60): # seconds to wait for the kernel when awaited
     "Start the transport and read every channel; await the result to wait for the kernel"
     if self.channels_running: raise RuntimeError("the channels are already started")
+    if self._created_context and self.context.closed: self.context = zmq.Context()  # a stop destroyed the last one
     self.allow_stdin = stdin
     self.router.reopen()
+    self.router.loop = asyncio.get_running_loop()
     self.kernel_transport = self.transport_class(self, [n for n,on in zip(CHANNELS, (shell, iopub, stdin, control)) if on], hb)
     self.kernel_transport.start(self.router)
     return Starting(self, timeout)
@@ -233,9 +251,30 @@ def kernel_lost(self:ConKernelClient, exc:DeadKernelError):
 
 @patch
 def kernel_silent(self:ConKernelClient, seconds:float):
-    "The kernel has not answered pings for `seconds`"
-    if getattr(self.parent, 'watching_process', False): return  # the manager watches the process itself
-    self.kernel_lost(DeadKernelError(f"the kernel stopped answering its heartbeat ({seconds:.0f} s)"))
+    "The kernel has answered no ping for `seconds`: unless it sent anything meanwhile, fail every waiter"
+    heard = self.router.heard  # when the kernel last sent anything: 0 while it is starting (the start-up wait judges that)
+    if not heard or asyncio.get_running_loop().time() - heard < self.heartbeat_timeout: return
+    self.kernel_lost(KernelUnresponsiveError(
+        f"the kernel answered no heartbeat for {seconds:.0f} s: it is frozen, stopped, dead or unreachable"))
+
+@patch
+def kernel_answering(self:ConKernelClient):
+    "The kernel answers pings again: a client it left unresponsive is usable again"
+    if isinstance(self.router.closed, KernelUnresponsiveError):
+        _log.warning("the kernel answers again: the client accepts requests again")
+        self.router.reopen()
+
+@patch
+def _end_of_input(self:ConKernelClient) -> str:
+    "The answer that ends a prompt: ipykernel raises EOFError for '\\x04'; kernels without such a signal get ''"
+    info = getattr(self, 'kernel_info_reply', None) or {}
+    return '\x04' if info.get('content', {}).get('implementation') == 'ipython' else ''
+
+@patch
+def _end_input(self:ConKernelClient, msg:dict):
+    "End a prompt whose request stopped waiting, so that the kernel is not left blocked in `input()`"
+    try: self.input(self._end_of_input(), msg)
+    except ChannelsStoppedError: pass
 
 @patch
 async def is_alive(self:ConKernelClient) -> bool:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 
 # %% auto #0
-__all__ = ['DeadKernelError', 'KernelRestartedError', 'ConnectionLostError', 'ChannelsStoppedError', 'KernelStartError',
-           'BadMessage', 'GatewayError', 'NoSubshellsError', 'SubshellError', 'strip_ansi', 'KernelError']
+__all__ = ['DeadKernelError', 'KernelRestartedError', 'ConnectionLostError', 'KernelUnresponsiveError', 'ChannelsStoppedError',
+           'MessageTooLargeError', 'KernelStartError', 'BadMessage', 'GatewayError', 'NoSubshellsError',
+           'SubshellError', 'strip_ansi', 'KernelError']
 
 # %% ../nbs/00_errors.ipynb #10ae675e
 class DeadKernelError(RuntimeError):
@@ -22,18 +23,24 @@ class KernelRestartedError(DeadKernelError):
 class ConnectionLostError(DeadKernelError):
     "The kernel's connection dropped and could not be opened again, so no reply will come"
 
+class KernelUnresponsiveError(DeadKernelError):
+    "The kernel stopped answering its heartbeat (frozen, stopped, dead or unreachable); the client recovers if it answers again"
+
 class ChannelsStoppedError(RuntimeError):
     "The client's channels were stopped while a request waited for its reply"
+
+class MessageTooLargeError(RuntimeError):
+    "The reply was larger than the client's `max_message_size`, so it was dropped"
 
 class KernelStartError(RuntimeError):
     "A kernel could not be started; it was shut down, and the original error is the cause"
 
 # %% ../nbs/00_errors.ipynb #204b7f8b
 class BadMessage(ValueError):
-    "An inbound message that was dropped; `kind` says why"
-    def __init__(self, kind:str, detail:str=''):
+    "An inbound message that was dropped; `kind` says why, `parent` names the request it answered when known"
+    def __init__(self, kind:str, detail:str='', parent:str|None=None):
         super().__init__(f"{kind}: {detail}" if detail else kind)
-        self.kind = kind
+        self.kind,self.parent = kind,parent
 
 class GatewayError(RuntimeError):
     "A server refused a request; `status` is the HTTP status"

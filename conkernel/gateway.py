@@ -29,7 +29,9 @@ _meaning = {401: "unauthorized (401): the server did not accept the token; pass 
 
 def _detail(body:str) -> str:
     "The server's explanation in an error response: its JSON `message`, or its text unless it is an HTML page"
-    try: body = json.loads(body).get('message') or ''
+    try:
+        d = json.loads(body)
+        body = d.get('message') or d.get('reason') or ''  # Enterprise Gateway gives its refusals in `reason`
     except (ValueError, AttributeError): pass
     return '' if body.lstrip().startswith('<') else ' '.join(body.split())[:300]
 
@@ -52,6 +54,8 @@ class RestKernelManager(LoggingConfigurable):
         help="Websocket framing: 'auto' asks for v1 and takes what the server chooses; 'v1' requires it; 'json' the JSON one")
     reconnect_timeout = Float(10, config=True,
         help="Seconds to keep opening a dropped websocket again before every waiter fails with ConnectionLostError")
+    env = Dict(config=True, help="Environment variables for the kernel, sent with the start request: Kernel Gateway "
+               "passes KERNEL_* ones on, Enterprise Gateway reads KERNEL_USERNAME, KERNEL_NAMESPACE, ...")
     client_class = Type(ConKernelClient, config=True)
 
     def __init__(self, url:str|None=None, **kwargs): # url: the server's base URL
@@ -122,8 +126,9 @@ async def start_kernel(self:RestKernelManager, **kwargs): # more of the request'
     "Start a `kernel_name` kernel on the server, or check that kernel `kernel_id` runs there"
     if self.kernel_id is not None:
         return await self._api('GET', self._kernel_path(), f"kernel {self.kernel_id} on {self.url}")
+    body = {'name': self.kernel_name, **({'env': dict(self.env)} if self.env else {}), **kwargs}
     r = await self._api('POST', '/api/kernels', f"starting a {self.kernel_name!r} kernel on {self.url}", ok=(200, 201),
-                        json={'name': self.kernel_name, **kwargs})
+                        json=body)
     self.kernel_id = r.json()['id']
 
 @patch
@@ -167,7 +172,10 @@ def _ws_url(self:RestKernelManager, session_id:str) -> str:
     return urlunsplit((scheme, u.netloc, u.path + self._kernel_path('/channels'), f"session_id={quote(session_id)}", ''))
 
 @patch
-async def open_websocket(self:RestKernelManager, session_id:str, max_size:int|None=None):
+async def open_websocket(self:RestKernelManager,
+                         session_id:str,            # the client's session id
+                         max_size:int|None=None,    # most bytes in one inbound frame
+                         timeout:float|None=None):  # seconds the opening may take (default: `request_timeout`)
     "An open websocket to the kernel's channels"
     _, websockets = _deps()
     offer = None if self.ws_protocol == 'json' else [V1]
@@ -175,7 +183,7 @@ async def open_websocket(self:RestKernelManager, session_id:str, max_size:int|No
     try:
         ws = await websockets.asyncio.client.connect(
             self._ws_url(session_id), subprotocols=offer, additional_headers=self._headers(),
-            ssl=self._ssl_context(), max_size=max_size, compression=None, open_timeout=self.request_timeout,
+            ssl=self._ssl_context(), max_size=max_size, compression=None, open_timeout=timeout or self.request_timeout,
             close_timeout=2, max_queue=256)
     except websockets.exceptions.InvalidStatus as e: raise _http_error(e.response.status_code, what) from None
     except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidHandshake) as e:

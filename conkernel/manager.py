@@ -57,8 +57,8 @@ async def restart_kernel(self:ClientsMixin,
     self._kernel_going(KernelRestartedError("the kernel was restarted"))
     await super(ClientsMixin, self).restart_kernel(now=now, **kw)
     if kw.get('newports'): return
-    for kc in list(self.clients):
-        if isinstance(kc.router.closed, KernelRestartedError) and kc.channels_running:
+    for kc in list(self.clients):  # whatever closed them: the restart, or the death that came before it
+        if isinstance(kc.router.closed, DeadKernelError) and kc.channels_running:
             kc.router.reopen()
             await kc.wait_for_ready()
 

@@ -11,7 +11,7 @@ from collections import deque
 
 from fastcore.utils import patch
 from .errors import KernelError, strip_ansi
-from .router import PendingReply
+from .router import CoroutineLike, PendingReply
 from .client import ConKernelClient
 
 # %% auto #0
@@ -23,6 +23,7 @@ class RunResult:
     def __init__(self, keep_msgs:bool=False): # also keep every raw iopub message in `msgs`
         self.msg_id = self.reply = None
         self.msgs = [] if keep_msgs else None  # the request's iopub messages, in order (None: not kept)
+        self.notes = []         # what the request may have missed (an output dropped, an idle that never came)
         self._outputs = []
         self._chunks = None     # text pieces of the last output while it is a growing stream
         self._displays = {}     # display_id -> this request's outputs showing it
@@ -104,6 +105,11 @@ def status(self:RunResult) -> str|None:
     return None if self.reply is None else self.reply['content'].get('status')
 
 @patch(as_prop=True)
+def complete(self:RunResult) -> bool:
+    "Did every output arrive? False when `notes` says that one was dropped or the idle status never came"
+    return not self.notes
+
+@patch(as_prop=True)
 def execution_count(self:RunResult) -> int|None: return None if self.reply is None else self.reply['content'].get('execution_count')
 
 @patch
@@ -171,11 +177,12 @@ def _repr_mimebundle_(self:RunResult, include=None, exclude=None):
     return bundle
 
 # %% ../nbs/06_outputs.ipynb #9f85f4b3
-class PendingRun:
-    "A `run` whose code is sent: await it for the `RunResult`"
-    __slots__ = 'pending','result','raises'
+class PendingRun(CoroutineLike):
+    "A `run` whose code is sent: await it (or make it a task) for the `RunResult`"
+    __slots__ = 'pending','result','raises','_steps'
     def __init__(self, pending:PendingReply, result:RunResult, raises:bool):
-        self.pending,self.result,self.raises = pending,result,raises
+        self.pending,self.result,self.raises,self._steps = pending,result,raises,None
+        result.notes = pending.notes
 
     @property
     def msg_id(self) -> str: return self.pending.msg_id
@@ -227,6 +234,9 @@ class MsgStream:
 
     @property
     def msg_id(self) -> str: return self.pending.msg_id
+
+    @property
+    def notes(self) -> list: return self.pending.notes
 
     def __aiter__(self): return self
 

@@ -103,8 +103,9 @@ async def _async_recv_reply(self:KernelRequests,
     "The reply to request `msg_id`, whether it arrived already or is still to come"
     reply = self.router.queues[channel].claim(msg_id)
     if reply is not None: return reply
-    future = self.router.register(msg_id, 'request', self.reply_timeout if timeout is USE_DEFAULT else timeout)
-    return await PendingReply(msg_id, future, self.router)
+    self.router.abandoned.pop(msg_id, None)  # waited for before and given up on: wanted again
+    self.router.register(msg_id, 'request', self.reply_timeout if timeout is USE_DEFAULT else timeout, channel=channel)
+    return await PendingReply(msg_id, self.router)
 
 KernelRequests._recv_reply = KernelRequests._async_recv_reply  # AsyncKernelClient's name for the same call
 
@@ -131,7 +132,7 @@ async def _stdin_hook_default(self:KernelRequests, msg:dict) -> str|None:
     ask, answer = getpass if content.get('password') else input, loop.create_future()
     def read():
         try: value = ask(content['prompt'])
-        except EOFError: value = '\x04'  # the kernel raises EOFError
+        except EOFError: value = self._end_of_input()
         except KeyboardInterrupt: value = None
         try: loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(value))
         except RuntimeError: pass  # the loop closed meanwhile
@@ -185,8 +186,8 @@ def _answer(self:KernelRequests, msg:dict, answer):
 
 @patch
 def _stdin_hook_failed(self:KernelRequests, msg:dict):
-    _log.exception("stdin hook failed on %r: answering end-of-file", msg['content'].get('prompt'))
-    if msg in self.router.inputs: self.input('\x04', msg)
+    _log.exception("stdin hook failed on %r: answering end-of-input", msg['content'].get('prompt'))
+    if msg in self.router.inputs: self.input(self._end_of_input(), msg)
 
 # %% ../nbs/05_requests.ipynb #ef4815b9
 @patch
@@ -214,6 +215,4 @@ async def execute_interactive(self:KernelRequests,
                            until_idle=True, on_iopub=output_hook, on_stdin=on_stdin)
     try: return await pending
     finally:
-        for t in tasks: t.cancel()
-        for m in [m for m in self.router.inputs if (m['parent_header'] or {}).get('msg_id') == pending.msg_id]:
-            self.router.inputs.remove(m)
+        for t in tasks: t.cancel()  # (a prompt still open when the call gives up is ended by the router)

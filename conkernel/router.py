@@ -8,46 +8,57 @@ Docs: https://conkernel.github.io/conkernel/router.html.md"""
 from __future__ import annotations
 import asyncio, logging
 from collections import Counter, OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from queue import Empty
 
 from fastcore.utils import patch
 
+from .errors import MessageTooLargeError
+
 # %% auto #0
-__all__ = ['CHANNELS', 'USE_DEFAULT', 'MsgQueue', 'Pending', 'Router', 'PendingReply', 'PendingView']
+__all__ = ['CHANNELS', 'USE_DEFAULT', 'MsgQueue', 'Pending', 'Router', 'CoroutineLike', 'PendingReply', 'PendingView']
 
 # %% ../nbs/02_router.ipynb #604339c1
 _log = logging.getLogger('conkernel')
 
 # %% ../nbs/02_router.ipynb #826e5fd5
 class MsgQueue:
-    "Bounded FIFO of messages for `get_*_msg`: the oldest is dropped when full; `get` raises `queue.Empty` on timeout"
+    "Bounded FIFO of messages for `get_*_msg`: the oldest go when it is full; `get` raises `queue.Empty` on timeout"
     def __init__(self,
-                 name:str,    # channel name, for the log line
-                 maxlen:int): # most messages kept
-        self.name,self.maxlen,self.dropped,self.read = name,maxlen,0,False
-        self.items,self.getters = deque(),deque()
+                 name:str,                   # channel name, for the log line
+                 maxlen:int,                 # most messages kept
+                 max_bytes:int|None=None):   # most bytes kept (None: no limit)
+        self.name,self.maxlen,self.max_bytes,self.dropped,self.read = name,maxlen,max_bytes,0,False
+        self.items,self.sizes,self.getters = deque(),deque(),deque()
+        self.nbytes,self.closed = 0,None
 
     def __len__(self): return len(self.items)
 
-    def put(self, msg:dict):
-        "Hand `msg` to the oldest waiting getter, else keep it"
+    def put(self, msg:dict, nbytes:int=0):
+        "Hand `msg` (of `nbytes` bytes on the wire) to the oldest waiting getter, else keep it"
         while self.getters:
             getter = self.getters.popleft()
             if not getter.done(): return getter.set_result(msg)
-        if len(self.items) >= self.maxlen:
-            self.items.popleft()
+        self.items.append(msg)
+        self.sizes.append(nbytes)
+        self.nbytes += nbytes
+        while len(self.items) > self.maxlen or (self.max_bytes is not None and self.nbytes > self.max_bytes):
+            self.popleft()
             self.dropped += 1
             if self.dropped == 1:
-                _log.log(logging.WARNING if self.read else logging.INFO, "%s queue is full (%d unread messages): "
-                         "dropping the oldest; read it faster with get_%s_msg or raise ConKernelClient.max_queued",
-                         self.name, self.maxlen, self.name)
-        self.items.append(msg)
+                _log.log(logging.WARNING if self.read else logging.INFO, "%s queue is full (%d unread messages, "
+                         "%d bytes): dropping the oldest; read it faster with get_%s_msg or raise ConKernelClient's "
+                         "max_queued and max_queued_bytes", self.name, self.maxlen, self.max_bytes or 0, self.name)
+
+    def popleft(self) -> dict:
+        self.nbytes -= self.sizes.popleft()
+        return self.items.popleft()
 
     async def get(self, timeout:float|None=None) -> dict:
-        "The next message, waiting at most `timeout` seconds (None: forever)"
+        "The next message, waiting at most `timeout` seconds (None: forever); the queue's closing error once closed"
         self.read = True
-        if self.items: return self.items.popleft()
+        if self.items: return self.popleft()
+        if self.closed is not None: raise type(self.closed)(*self.closed.args)
         if timeout is not None and timeout <= 0: raise Empty
         getter = asyncio.get_running_loop().create_future()
         self.getters.append(getter)
@@ -56,17 +67,25 @@ class MsgQueue:
         finally:
             if not getter.done() or getter.cancelled(): self._discard(getter)
 
+    def take_all(self) -> list:
+        "Every message waiting, oldest first"
+        return [self.popleft() for _ in range(len(self.items))]
+
     def _discard(self, getter):
         try: self.getters.remove(getter)
         except ValueError: pass
 
-    def clear(self): self.items.clear()
+    def clear(self):
+        self.items.clear()
+        self.sizes.clear()
+        self.nbytes = 0
 
-    def close(self, exc:BaseException):
-        "Fail every waiting getter with `exc`"
-        while self.getters:
+    def close(self, exc:BaseException|None):
+        "Fail every waiting getter, and later ones once the queue is empty, with (copies of) `exc`; None reopens"
+        self.closed = exc
+        while exc is not None and self.getters:
             getter = self.getters.popleft()
-            if not getter.done(): getter.set_exception(exc)
+            if not getter.done(): getter.set_exception(type(exc)(*exc.args))
 
 # %% ../nbs/02_router.ipynb #8b4713be
 @patch
@@ -75,16 +94,21 @@ def claim(self:MsgQueue, msg_id:str) -> dict|None:
     for i,msg in enumerate(self.items):
         if (msg['parent_header'] or {}).get('msg_id') == msg_id:
             del self.items[i]
+            self.nbytes -= self.sizes[i]
+            del self.sizes[i]
             return msg
 
 # %% ../nbs/02_router.ipynb #5b057f2a
 class Pending:
-    "One in-flight request: its reply future and what it still waits for"
-    __slots__ = 'msg_type','future','timer','reply','want_idle','on_iopub','on_stdin'
+    "One in-flight request: its reply future, what it still waits for, and notes on what it may have missed"
+    __slots__ = ('msg_type','future','timer','reply','want_idle','on_iopub','on_stdin','channel','subshell_id','seq',
+                 'heard','notes')
 
-    def __init__(self, msg_type, future, want_idle, on_iopub, on_stdin):
+    def __init__(self, msg_type, future, want_idle, on_iopub, on_stdin, channel, subshell_id, seq):
         self.msg_type,self.future,self.want_idle,self.on_iopub,self.on_stdin = msg_type,future,want_idle,on_iopub,on_stdin
+        self.channel,self.subshell_id,self.seq = channel,subshell_id,seq
         self.timer = self.reply = None
+        self.heard,self.notes = 0.0,[]
 
     @property
     def finished(self): return self.reply is not None and not self.want_idle
@@ -94,23 +118,32 @@ CHANNELS = 'shell','iopub','stdin','control'
 
 class Router:
     "Routes each inbound message to the request that caused it, or to its channel's bounded queue"
-    def __init__(self, maxlen:int=1000): # most unclaimed messages kept per channel
+    def __init__(self,
+                 maxlen:int=1000,                 # most unclaimed messages kept per channel
+                 max_bytes:int|None=None,         # most bytes of unclaimed messages kept per channel (None: no limit)
+                 iopub_timeout:float|None=None):  # seconds to wait for a request's idle once its iopub falls silent after its reply
         self.requests = {}
-        self.queues = {ch: MsgQueue(ch, maxlen) for ch in CHANNELS}
+        self.queues = {ch: MsgQueue(ch, maxlen, max_bytes) for ch in CHANNELS}
         self.stats = Counter()
         self.closed = None  # the exception new requests get once the router is closed
         self.maxlen,self.abandoned = maxlen,OrderedDict()  # msg_ids whose caller stopped waiting, oldest first
         self.inputs = deque(maxlen=100)  # input_requests not yet answered, newest last
+        self.iopub_timeout,self.heard,self.sent = iopub_timeout,0.0,0  # `heard`: loop time a message last arrived
+        self.on_orphaned_input = None  # called with an input_request whose request stopped waiting
+        self.loop = None  # the event loop the client started on: requests from another loop are refused
 
 # %% ../nbs/02_router.ipynb #91861861
 @patch
 def register(self:Router, msg_id:str, msg_type:str, timeout:float|None=None, until_idle:bool=False,
-             on_iopub=None, on_stdin=None) -> asyncio.Future:
+             on_iopub=None, on_stdin=None, channel:str='shell', subshell_id:str|None=None) -> asyncio.Future:
     "Track `msg_id` until its reply (and idle, if `until_idle`) arrives; returns the reply future"
     self.check_open()
     if msg_id in self.requests: raise ValueError(f"a request with msg_id {msg_id!r} is already in flight")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and 0 <= timeout < float('inf')):
+        raise ValueError(f"timeout={timeout!r}: give a number of seconds (0 or more), or None to wait forever")
     loop = asyncio.get_running_loop()
-    p = Pending(msg_type, loop.create_future(), until_idle, on_iopub, on_stdin)
+    self.sent += 1
+    p = Pending(msg_type, loop.create_future(), until_idle, on_iopub, on_stdin, channel, subshell_id, self.sent)
     if timeout is not None: p.timer = loop.call_later(timeout, self.expire, msg_id, timeout)
     self.requests[msg_id] = p
     return p.future
@@ -123,18 +156,29 @@ def _remove(self:Router, msg_id:str) -> Pending|None:
 
 @patch
 def check_open(self:Router):
-    "Raise (a copy of) the exception the router was closed with, if it was"
+    "Raise (a copy of) the exception the router was closed with, if it was; refuse a call from another event loop"
     if self.closed is not None: raise type(self.closed)(*self.closed.args)
+    loop = asyncio._get_running_loop()
+    if loop is not self.loop and loop is not None and self.loop is not None:
+        raise RuntimeError("this client was started on another event loop (its replies are read there): "
+                           "start a client in this loop")
+
+@patch
+def _forget_reply(self:Router, msg_id:str):
+    "Remember `msg_id` so that its reply, if it still comes, is counted as `late` and dropped"
+    self.abandoned[msg_id] = None
+    if len(self.abandoned) > self.maxlen: self.abandoned.popitem(last=False)
 
 @patch
 def _abandon(self:Router, msg_id:str, stat:str) -> Pending|None:
-    "Remove `msg_id` because its caller stopped waiting, and remember it so that its late reply is dropped"
+    "Remove `msg_id` because its caller stopped waiting: its late reply is dropped, its unanswered prompts ended"
     p = self._remove(msg_id)
     if p is None: return
     self.stats[stat] += 1
-    if p.reply is None:  # (a request that only waited for its idle has had its reply)
-        self.abandoned[msg_id] = None
-        if len(self.abandoned) > self.maxlen: self.abandoned.popitem(last=False)
+    if p.reply is None: self._forget_reply(msg_id)  # (a request that only waited for its idle has had its reply)
+    for m in [m for m in self.inputs if m['parent_header'].get('msg_id') == msg_id]:
+        self.inputs.remove(m)
+        if self.on_orphaned_input is not None: self._call(self.on_orphaned_input, m)
     return p
 
 @patch
@@ -144,6 +188,7 @@ def expire(self:Router, msg_id:str, timeout:float):
     if p is None: return
     if not p.future.done():
         p.future.set_exception(TimeoutError(f"no reply to {p.msg_type} {msg_id} within {timeout} s"))
+        p.future.exception()  # a caller who dropped the request is not told of it at exit
 
 @patch
 def forget(self:Router, msg_id:str, future:asyncio.Future|None=None):
@@ -155,13 +200,14 @@ def forget(self:Router, msg_id:str, future:asyncio.Future|None=None):
 
 # %% ../nbs/02_router.ipynb #f0d2ce67
 @patch
-def dispatch(self:Router, channel:str, msg:dict):
-    "Give `msg` to the request it answers, else to `channel`'s queue"
-    msg_id = msg['parent_header'].get('msg_id')  # the wire reader makes a null parent {}
+def dispatch(self:Router, channel:str, msg:dict, nbytes:int=0):
+    "Give `msg` (`nbytes` on the wire) to the request it answers, else to `channel`'s queue"
+    msg_id = msg['parent_header'].get('msg_id')  # the wire reader makes a null parent {} and checks the msg_id's type
     p = self.requests.get(msg_id)
     if channel == 'iopub':
-        self.queues['iopub'].put(msg)
+        self.queues['iopub'].put(msg, nbytes)
         if p is None: return
+        p.heard = self.heard
         if p.on_iopub is not None: self._call(p.on_iopub, msg)
         if p.want_idle and msg['msg_type'] == 'status' and msg['content'].get('execution_state') == 'idle':
             p.want_idle = False
@@ -169,19 +215,20 @@ def dispatch(self:Router, channel:str, msg:dict):
     elif channel == 'stdin':
         if msg['msg_type'] == 'input_request': self.inputs.append(msg)
         if p is not None and p.on_stdin is not None: self._call(p.on_stdin, msg)
-        else: self._keep(channel, msg)
+        else: self._keep(channel, msg, nbytes)
     elif p is None and msg_id in self.abandoned:
         del self.abandoned[msg_id]
         self.stats['late'] += 1
-    elif p is None or p.reply is not None: self._keep(channel, msg)
+    elif p is None or p.reply is not None: self._keep(channel, msg, nbytes)
     else:
-        p.reply = msg
+        p.reply,p.heard = msg,self.heard
         if p.finished: self._finish(msg_id)
+        elif self.iopub_timeout is not None: self._await_idle(msg_id, p, self.iopub_timeout)
 
 @patch
-def _keep(self:Router, channel:str, msg:dict):
+def _keep(self:Router, channel:str, msg:dict, nbytes:int=0):
     self.stats[f'unclaimed_{channel}'] += 1
-    self.queues[channel].put(msg)
+    self.queues[channel].put(msg, nbytes)
 
 @patch
 def _finish(self:Router, msg_id:str):
@@ -193,33 +240,96 @@ def _call(self:Router, handler, msg:dict):
     try: handler(msg)
     except Exception: _log.exception("handler %r failed on a %s message", handler, msg['msg_type'])
 
+# %% ../nbs/02_router.ipynb #265c5af7
+@patch
+def _await_idle(self:Router, msg_id:str, p:Pending, delay:float):
+    if p.timer is not None: p.timer.cancel()
+    p.timer = asyncio.get_running_loop().call_later(delay, self._idle_overdue, msg_id)
+
+@patch
+def _idle_overdue(self:Router, msg_id:str):
+    p = self.requests.get(msg_id)
+    if p is None: return
+    silent = asyncio.get_running_loop().time() - p.heard
+    if silent < self.iopub_timeout: return self._await_idle(msg_id, p, self.iopub_timeout - silent)
+    self.note(msg_id, f"no idle status within {self.iopub_timeout} s of its last output: outputs may be missing",
+              'idle_missing')
+    p.want_idle = False
+    self._finish(msg_id)
+
+@patch
+def note(self:Router, msg_id:str, text:str, stat:str):
+    "Count `stat`, and add `text` to the notes of request `msg_id` if it is in flight"
+    self.stats[stat] += 1
+    p = self.requests.get(msg_id)
+    if p is not None: p.notes.append(text)
+
 # %% ../nbs/02_router.ipynb #145944f4
 @patch
-def close(self:Router, exc:BaseException):
-    "Fail every in-flight request and queue getter with (a copy of) `exc`; refuse new requests"
-    self.closed = exc
-    for msg_id in list(self.requests):
+def fail(self:Router, msg_ids, exc:BaseException):
+    "Fail requests `msg_ids` with (copies of) `exc`; replies that still come for them are dropped as `late`"
+    for msg_id in msg_ids:
         p = self._remove(msg_id)
-        if not p.future.done(): p.future.set_exception(type(exc)(*exc.args))
+        if p is None: continue
+        if p.reply is None: self._forget_reply(msg_id)
+        if not p.future.done():
+            p.future.set_exception(type(exc)(*exc.args))
+            p.future.exception()  # a caller who dropped the request is not told of it at exit
+
+@patch
+def close(self:Router, exc:BaseException):
+    "Fail every in-flight request and queue getter with (a copy of) `exc`; refuse new requests and reads of empty queues"
+    self.closed = exc
+    self.fail(list(self.requests), exc)
     for q in self.queues.values(): q.close(exc)
 
 @patch
-def reopen(self:Router): self.closed = None
+def reopen(self:Router):
+    "Accept requests again"
+    self.closed = None
+    for q in self.queues.values(): q.close(None)
 
 @patch
 def reject(self:Router, channel:str, exc:Exception):
-    "Count a message that failed its checks by its kind (a `BadMessage`'s `kind`); log the first of each kind"
+    "Count a message that failed its checks by its kind (a `BadMessage`'s `kind`) and log the first of each kind; an oversized reply fails its request"
     kind = getattr(exc, 'kind', type(exc).__name__)
     self.stats[kind] += 1
     if self.stats[kind] == 1: _log.warning("dropped a bad message on %s (%s); later ones of this kind are "
                                            "only counted in the client's stats", channel, exc)
+    parent = getattr(exc, 'parent', None)
+    if parent not in self.requests: return
+    if channel == 'iopub': self.requests[parent].notes.append(f"an output was dropped: {exc}")
+    elif channel != 'stdin' and self.requests[parent].reply is None:
+        self.fail([parent], MessageTooLargeError(f"the reply to {parent} was dropped: {exc}"))
 
 # %% ../nbs/02_router.ipynb #134209b5
-class PendingReply:
+class CoroutineLike:
+    "An awaitable that `asyncio.create_task` accepts as it accepts a coroutine: `send`, `throw` and `close` step its `__await__`"
+    __slots__ = ()
+    def _stepper(self):
+        if self._steps is None: self._steps = self.__await__()
+        return self._steps
+
+    def send(self, value): return self._stepper().send(value)
+    def throw(self, *exc): return self._stepper().throw(*exc)
+    def close(self):
+        if self._steps is not None: self._steps.close()
+
+Coroutine.register(CoroutineLike)
+
+class PendingReply(CoroutineLike):
     "The awaitable reply to one request; dropping it unawaited withdraws the request"
-    __slots__ = 'msg_id','future','router'
-    def __init__(self, msg_id:str, future:asyncio.Future, router:Router):
-        self.msg_id,self.future,self.router = msg_id,future,router
+    __slots__ = 'msg_id','request','router','_steps'
+    def __init__(self, msg_id:str, router:Router):
+        self.msg_id,self.router,self.request,self._steps = msg_id,router,router.requests[msg_id],None
+
+    @property
+    def future(self) -> asyncio.Future: return self.request.future
+
+    @property
+    def notes(self) -> list:
+        "What the request may have missed: an output dropped, an idle status that never came"
+        return self.request.notes
 
     def __await__(self):
         try: return (yield from self.future.__await__())

@@ -55,8 +55,10 @@ async def list_subshells(self:ConKernelClient, timeout=USE_DEFAULT) -> list:
 
 @patch
 async def delete_subshell(self:ConKernelClient, subshell_id:str, timeout=USE_DEFAULT):
-    "Delete subshell `subshell_id`"
+    "Delete subshell `subshell_id`; requests still waiting on it fail with `SubshellError`"
     await self._subshell_request('delete_subshell_request', {'subshell_id': subshell_id}, timeout)
+    doomed = [msg_id for msg_id,p in self.router.requests.items() if p.subshell_id == subshell_id]
+    self.router.fail(doomed, SubshellError(f"subshell {subshell_id} was deleted before it answered"))
 
 # %% ../nbs/07_subshells.ipynb #e233c5aa
 @lru_cache(maxsize=None)

@@ -11,7 +11,6 @@ from functools import partial
 
 import zmq
 from fastcore.utils import patch
-from jupyter_client.channels import HBChannel
 
 from .errors import ChannelsStoppedError
 from .router import CHANNELS, Router
@@ -190,7 +189,7 @@ async def opened(self:ZMQTransport, timeout:float|None):
     while self.stdin_monitor is not None and not self.stdin_monitor.poll(0):
         self.router.check_open()  # the kernel is known dead: no handshake will come
         if deadline is not None and time.monotonic() > deadline:
-            raise RuntimeError(f"the kernel's stdin socket accepted no connection within {timeout} s")
+            raise RuntimeError(f"the kernel did not answer within {timeout} s (its stdin socket accepted no connection)")
         await asyncio.sleep(0.01)
     self._close_stdin_monitor()
 
@@ -214,17 +213,15 @@ def drain(self:ZMQTransport, name:str):
     self._scheduled.discard(name)
     sock = self.sockets.get(name)
     if sock is None: return  # closed meanwhile
-    parse, router = self.wire.parse, self.router
-    for _ in range(self.max_batch):
+    parse, router, n = self.wire.parse, self.router, 0
+    for n in range(1, self.max_batch + 1):
         try: frames = sock.recv_multipart(zmq.NOBLOCK)
-        except zmq.Again: return
-        except zmq.ZMQError: return  # closed under us
-        try: msg = parse(frames, name)
-        except Exception as e:
-            router.reject(name, e)
-            continue
-        router.dispatch(name, msg)
-    self._schedule(name)  # more may be waiting: come back after other callbacks ran
+        except zmq.ZMQError: break  # nothing more (or closed under us)
+        nbytes = sum(map(len, frames))
+        try: router.dispatch(name, parse(frames, name, nbytes), nbytes)
+        except Exception as e: router.reject(name, e)  # no message can stop the reader
+    else: self._schedule(name)  # more may be waiting: come back after other callbacks ran
+    if n > 1: router.heard = self.loop.time()
 
 @patch
 def send(self:ZMQTransport, channel:str, msg:dict):
@@ -243,33 +240,69 @@ def close(self:ZMQTransport):
     "Stop reading, and close the heartbeat and the sockets"
     if self.watcher is not None: self.watcher.close()
     self._close_stdin_monitor()
-    if self.hb is not None and self.hb.is_alive(): self.hb.stop()
+    if self.hb is not None: self.hb.stop()
     for sock in self.sockets.values(): sock.close(linger=0)
     self.sockets = {}
     kc = self.client
     if kc._created_context and not kc.context.closed: kc.context.destroy(linger=100)
 
 # %% ../nbs/03_transport.ipynb #d5087d79
-class Heartbeat(HBChannel):
-    "jupyter_client's heartbeat thread, telling `on_dead` on `loop` after `misses` unanswered pings in a row"
-    misses = 3
+class Heartbeat:
+    "Pings the kernel's heartbeat socket from the event loop; tells the client of silence, and of answers after it"
+    interval = 1.0  # seconds between pings (jupyter_client's `time_to_dead`)
 
-    def __init__(self, *args, on_dead=None, loop:asyncio.AbstractEventLoop|None=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.on_dead,self.loop = on_dead,loop
-        self.missed,self.last_miss = 0,0.0
+    def __init__(self, client, loop:asyncio.AbstractEventLoop, watcher:FdWatcher,
+                 timeout:float): # seconds of silence before the client is told
+        self.client,self.loop,self.timeout = client,loop,timeout
+        self.socket = client.context.socket(zmq.DEALER)
+        self.socket.linger = 0
+        if client.curve_publickey:  # as jupyter_client connects its sockets under CurveZMQ
+            s = self.socket
+            s.curve_secretkey,s.curve_publickey,s.curve_serverkey = client.curve_secretkey,client.curve_publickey,client.curve_publickey
+        self.socket.connect(client._make_url('hb'))
+        watcher.add(self.socket.FD, self._read)
+        self.answered,self.silent = loop.time(),False
+        self.timer = loop.call_soon(self._ping)
 
-    def call_handlers(self, since_last_heartbeat:float):
-        now = time.monotonic()
-        self.missed = self.missed + 1 if now - self.last_miss < 1.5 * self.time_to_dead else 1
-        self.last_miss = now
-        if self.missed == self.misses and self.on_dead is not None and self.loop is not None:
-            try: self.loop.call_soon_threadsafe(self.on_dead, self.missed * self.time_to_dead)
-            except RuntimeError: pass  # the loop is closed: nobody is left to tell
+    time_to_dead = property(lambda self: self.interval)
+    def is_alive(self) -> bool: return self.timer is not None
+    def is_beating(self) -> bool: return self.loop.time() - self.answered < self.timeout
+
+    def __repr__(self): return f"<Heartbeat {'beating' if self.is_beating() else 'silent'}>"
+
+# %% ../nbs/03_transport.ipynb #692ebcdb
+@patch
+def _ping(self:Heartbeat):
+    self._read()  # answers that came while the loop was busy elsewhere count
+    silent = self.loop.time() - self.answered
+    if silent >= self.timeout:
+        self.silent = True
+        self.client.kernel_silent(silent)
+    try: self.socket.send_multipart([b'', b'ping'], zmq.NOBLOCK)
+    except zmq.ZMQError: pass  # a full queue to a kernel that is not there: the silence says it
+    self.timer = self.loop.call_later(self.interval, self._ping)
+
+@patch
+def _read(self:Heartbeat):
+    answered = False
+    while True:
+        try: self.socket.recv_multipart(zmq.NOBLOCK)
+        except zmq.ZMQError: break
+        answered = True
+    if not answered: return
+    self.answered = self.loop.time()
+    if self.silent:
+        self.silent = False
+        self.client.kernel_answering()
+
+@patch
+def stop(self:Heartbeat):
+    "Stop pinging and close the socket (its transport's watcher stops watching it)"
+    if self.timer is not None: self.timer.cancel()
+    self.timer = None
+    self.socket.close(0)
 
 @patch
 def _start_heartbeat(self:ZMQTransport):
-    kc = self.client
-    kw = {'curve_serverkey': kc.curve_publickey} if kc.curve_publickey else {}
-    self.hb = Heartbeat(kc.context, kc.session, kc._make_url('hb'), on_dead=kc.kernel_silent, loop=self.loop, **kw)
-    self.hb.start()
+    if self.client.heartbeat_timeout is not None:
+        self.hb = Heartbeat(self.client, self.loop, self.watcher, self.client.heartbeat_timeout)

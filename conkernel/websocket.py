@@ -8,6 +8,7 @@ Docs: https://conkernel.github.io/conkernel/websocket.html.md"""
 from __future__ import annotations
 import asyncio, json, logging, struct, time
 from collections import deque
+from functools import partial
 
 from fastcore.utils import patch
 from jupyter_client.session import DELIM
@@ -102,7 +103,7 @@ class WebsocketTransport(Transport):
         self.manager = client.parent  # opens the websocket: `await manager.open_websocket(session_id, max_size)`
         self.reader = WebsocketReader(client.session, client.max_message_size)
         self.router = self.task = self.flusher = self.ws = self._opened = None
-        self.v1,self.outbox = False,deque()
+        self.v1,self.outbox,self.barriers = False,deque(),set()
 
     def __repr__(self): return f"<WebsocketTransport kernel={self.manager.kernel_id} {'open' if self.ws else 'closed'}>"
 
@@ -131,7 +132,8 @@ async def _run(self:WebsocketTransport):
     "Own the websocket: open it, feed the router, open it again when it drops"
     km, delay, lost = self.manager, 0.05, None  # lost: when the open websocket dropped
     while True:
-        try: ws = await km.open_websocket(self.client.session.session, self.client.max_message_size)
+        left = None if lost is None else max(0.1, km.reconnect_timeout - (time.monotonic() - lost))
+        try: ws = await km.open_websocket(self.client.session.session, self.client.max_message_size, left)
         except asyncio.CancelledError: raise
         except Exception as e:
             exc = self._cannot_open(e, lost)
@@ -139,9 +141,11 @@ async def _run(self:WebsocketTransport):
             await asyncio.sleep(delay)
             delay = min(2 * delay, 2)
             continue
-        self.ws, self.v1, delay, lost = ws, ws.subprotocol == V1, 0.05, None
+        self.ws, self.v1, delay = ws, ws.subprotocol == V1, 0.05
         if not self._opened.done(): self._opened.set_result(None)
         self._flush_soon()
+        if lost is not None: self._find_lost_replies()
+        lost = None
         try: await self._read(ws)
         finally:
             self.ws = None
@@ -168,30 +172,57 @@ def _fail(self:WebsocketTransport, exc:Exception):
     self.outbox.clear()
     self.client.kernel_lost(exc)
 
+# %% ../nbs/09_websocket.ipynb #1a62c2a2
+@patch
+def _find_lost_replies(self:WebsocketTransport):
+    "After a reconnect: a kernel_info barrier to each shell, subshell and control with requests still waiting"
+    waiting = {}
+    for msg_id, p in self.router.requests.items():
+        if p.reply is None: waiting.setdefault((p.channel, p.subshell_id), []).append(msg_id)
+    for (channel, subshell_id), msg_ids in waiting.items():
+        barrier = self.client._request(channel, 'kernel_info_request', {}, True, None, subshell_id=subshell_id)
+        self.barriers.add(barrier)
+        barrier.future.add_done_callback(partial(self._barrier_answered, barrier, msg_ids))
+
+@patch
+def _barrier_answered(self:WebsocketTransport, barrier, msg_ids:list, future:asyncio.Future):
+    self.barriers.discard(barrier)
+    if future.cancelled() or future.exception() is not None: return  # the kernel or the client went away: told already
+    lost = [m for m in msg_ids if m in self.router.requests and self.router.requests[m].reply is None]
+    self.router.stats['replies_lost'] += len(lost)
+    self.router.fail(lost, ConnectionLostError(
+        f"the reply was lost when the websocket to kernel {self.manager.kernel_id} dropped: the code may have run"))
+
 # %% ../nbs/09_websocket.ipynb #ff0d29fa
 @patch
 async def _read(self:WebsocketTransport, ws):
     "Route every frame of `ws` until it closes"
     _, websockets = _deps()
-    decode, dispatch, reject, v1 = self.reader.decode, self.router.dispatch, self.router.reject, self.v1
+    decode, router, v1, loop = self.reader.decode, self.router, self.v1, asyncio.get_running_loop()
     try:
         async for frame in ws:
-            try: channel, msg = decode(frame, v1)
-            except Exception as e:
-                reject('websocket', e)
-                continue
-            if channel == 'iopub' and msg['msg_type'] in _NEWS: self._kernel_news(msg)
-            dispatch(channel, msg)
+            router.heard = loop.time()
+            try:
+                channel, msg = decode(frame, v1)
+                if channel == 'iopub' and msg['msg_type'] in _NEWS: self._kernel_news(msg)
+                router.dispatch(channel, msg, len(frame))
+            except Exception as e: router.reject('websocket', e)  # no frame can stop the reader
     except websockets.exceptions.ConnectionClosed: pass
 
 # %% ../nbs/09_websocket.ipynb #55d1ad6a
-_NEWS = frozenset({'status', 'shutdown_reply'})  # the iopub messages `_kernel_news` looks at
+_NEWS = frozenset({'status', 'shutdown_reply', 'stream'})  # the iopub messages `_kernel_news` looks at
+_RATE_LIMITED = 'IOPub message rate exceeded', 'IOPub data rate exceeded'  # how Jupyter Server's notice begins
 
 @patch
 def _kernel_news(self:WebsocketTransport, msg:dict):
-    "Fail every waiter when iopub says that the kernel is going away"
-    if self.router.closed is not None: return  # already failed (e.g. by `restart_kernel`)
+    "Fail every waiter when iopub says that the kernel is going away; note output the server drops"
     content = msg['content']
+    if msg['msg_type'] == 'stream':
+        if content.get('name') == 'stderr' and str(content.get('text', '')).startswith(_RATE_LIMITED):
+            self.router.note(msg['parent_header'].get('msg_id'), "the server dropped output: its iopub rate limit "
+                             "(ZMQChannelsWebsocketConnection.limit_rate) was exceeded", 'server_dropped_output')
+        return
+    if self.router.closed is not None: return  # already failed (e.g. by `restart_kernel`)
     if msg['msg_type'] == 'status':
         state = content.get('execution_state')
         if msg['parent_header'] or state not in ('restarting', 'dead'): return

@@ -83,10 +83,15 @@ def _dated(header:dict) -> dict:
 
 # %% ../nbs/01_wire.ipynb #db0c3319
 @patch
-def check_size(self:WireReader, frames:list):
-    "Refuse a message larger than `max_size`"
-    if self.max_size is not None and (n := sum(map(len, frames))) > self.max_size:
-        raise BadMessage('oversized', f"{n} bytes, more than max_message_size={self.max_size}")
+def refuse_oversized(self:WireReader, parts:list, nbytes:int):
+    "Raise `BadMessage('oversized')`, naming the request it answers (`parent`) when its signature holds"
+    parent = None
+    try:
+        self.check_signature(parts)
+        if len(parts[2]) <= 65536: parent = _unpack(self.unpack, parts[2], 'parent header', True).get('msg_id')
+    except BadMessage: pass
+    raise BadMessage('oversized', f"{nbytes} bytes, more than max_message_size={self.max_size}",
+                     parent if isinstance(parent, str) else None)
 
 @patch
 def check_signature(self:WireReader, parts:list):
@@ -102,11 +107,14 @@ def check_signature(self:WireReader, parts:list):
 
 @patch
 def parse(self:WireReader,
-          frames:list,   # the frames as received, identities included
-          channel:str):  # the channel they came on
+          frames:list,           # the frames as received, identities included
+          channel:str,           # the channel they came on
+          nbytes:int|None=None): # their size, if the caller counted it
     "The message in `frames`, or `BadMessage`"
-    self.check_size(frames)
     parts = _split(frames)
+    if self.max_size is not None:
+        nbytes = sum(map(len, frames)) if nbytes is None else nbytes
+        if nbytes > self.max_size: self.refuse_oversized(parts, nbytes)
     self.check_signature(parts)
     unpack = self.unpack
     header,parent = _unpack(unpack, parts[1], 'header'),_unpack(unpack, parts[2], 'parent header', True)
@@ -119,6 +127,7 @@ def message(self:WireReader, channel:str, header:dict, parent:dict, metadata:dic
     msg_id,msg_type = header.get('msg_id'),header.get('msg_type')
     if not isinstance(msg_id, str) or not isinstance(msg_type, str): raise BadMessage('missing_header')
     if not known_type(channel, msg_type): raise BadMessage('unknown_type', f"{msg_type} on {channel}")
+    if not isinstance(parent.get('msg_id', ''), str): raise BadMessage('bad_parent', "the parent's msg_id is not a string")
     if channel != 'iopub' and (parent.get('session') != self.session_id or 'msg_id' not in parent):
         raise BadMessage('unknown_parent', f"{msg_type} answers a request this client did not send")
     msg = dict(header=_dated(header), msg_id=msg_id, msg_type=msg_type, parent_header=_dated(parent),

@@ -6,7 +6,7 @@ from queue import Empty
 import pytest, zmq
 from jupyter_client.session import Session
 
-from conkernel import ConKernelClient, DeadKernelError, KernelRestartedError, run_kernel
+from conkernel import ConKernelClient, DeadKernelError, KernelRestartedError, KernelUnresponsiveError, MessageTooLargeError, run_kernel
 from conkernel.manager import ProcessWatch
 from fakekernel import FakeKernel
 
@@ -74,7 +74,7 @@ async def test_heartbeat_notices_death_of_a_kernel_started_elsewhere():
             await asyncio.sleep(0.5)
             os.kill(km.provisioner.process.pid, signal.SIGKILL)
             results = await settle(waiters)
-            assert [type(r) for r in results] == [DeadKernelError] * 10
+            assert [type(r) for r in results] == [KernelUnresponsiveError] * 10  # a DeadKernelError
             assert 'heartbeat' in str(results[0])
             assert len(other.pending) == 0
             with pytest.raises(DeadKernelError): other.execute('1')
@@ -171,15 +171,19 @@ async def test_late_replies_reach_nobody_and_are_counted():
 async def test_every_kind_of_bad_input_is_dropped_and_counted(caplog):
     caplog.set_level(logging.WARNING, 'conkernel')
     async with fake_client(max_message_size=100_000) as (fk, kc):
+        def expected(kind):  # an oversized reply is the request's reply: it fails, the fake kernel's later one is late
+            return MessageTooLargeError if kind == 'oversized' else {'status': 'ok', 'code': kind}
         for kind in FakeKernel.BAD:  # one at a time, then all in flight together
-            assert (await kc.execute(kind, reply=True, timeout=10))['content'] == {'status': 'ok', 'code': kind}
+            r = (await settle([kc.execute(kind, reply=True, timeout=10)]))[0]
+            assert (type(r) if isinstance(r, Exception) else r['content']) == expected(kind)
         replies = await settle([kc.execute(kind, reply=True, timeout=10) for kind in FakeKernel.BAD * 3])
-        assert [r['content'] for r in replies] == [{'status': 'ok', 'code': k} for k in FakeKernel.BAD * 3]
+        assert [type(r) if isinstance(r, Exception) else r['content'] for r in replies] == [expected(k) for k in FakeKernel.BAD * 3]
         await asyncio.sleep(0.2)  # let the iopub copies arrive
         for kind in FakeKernel.BAD: assert kc.stats[kind] == (8 if kind == 'unknown_type' else 4), kind
         logged = [r.getMessage() for r in caplog.records if 'dropped a bad message' in r.getMessage()]
         assert len(logged) == len(FakeKernel.BAD)
         assert not kc.router.queues['shell'].items and 'unclaimed_shell' not in kc.stats
+        assert kc.stats['late'] == 4  # the fake kernel's true replies to the four oversized ones
         assert (await kc.execute('still reading', reply=True))['content']['status'] == 'ok'
 
 

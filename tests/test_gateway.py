@@ -133,6 +133,7 @@ async def test_dropped_websocket_reconnects_and_keeps_waiters(server):
         later = [kc.execute(f'v = {i}', user_expressions={'v': 'v'}, reply=True, timeout=30) for i in range(30, 40)]
         replies = await asyncio.gather(*waiters, *later)
         assert [own_value(r) for r in replies] == [str(i) for i in range(40)]
+        await asyncio.wait_for(asyncio.gather(*kc.kernel_transport.barriers), 10)  # the reconnect's kernel_info barrier
         assert kc.kernel_transport.ws is not None and len(kc.pending) == 0
         assert kc.stats['websocket_dropped'] == 1
 
