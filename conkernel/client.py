@@ -199,6 +199,7 @@ def start_channels(self:ConKernelClient, shell=True, iopub=True, stdin=True, hb=
     self.allow_stdin = stdin
     self.router.reopen()
     self.router.loop = asyncio.get_running_loop()
+    if (gone := getattr(self.parent, 'gone', None)) is not None: self.router.close(gone)  # a kernel known dead
     self.kernel_transport = self.transport_class(self, [n for n,on in zip(CHANNELS, (shell, iopub, stdin, control)) if on], hb)
     self.kernel_transport.start(self.router)
     return Starting(self, timeout)
@@ -252,8 +253,9 @@ def kernel_lost(self:ConKernelClient, exc:DeadKernelError):
 @patch
 def kernel_silent(self:ConKernelClient, seconds:float):
     "The kernel has answered no ping for `seconds`: unless it sent anything meanwhile, fail every waiter"
-    heard = self.router.heard  # when the kernel last sent anything: 0 while it is starting (the start-up wait judges that)
-    if not heard or asyncio.get_running_loop().time() - heard < self.heartbeat_timeout: return
+    heard = self.router.heard  # when the kernel last sent anything (0: not yet)
+    if not heard and getattr(self.parent, 'has_kernel', False): return  # starting: its manager and the start-up wait judge
+    if heard and asyncio.get_running_loop().time() - heard < self.heartbeat_timeout: return
     self.kernel_lost(KernelUnresponsiveError(
         f"the kernel answered no heartbeat for {seconds:.0f} s: it is frozen, stopped, dead or unreachable"))
 

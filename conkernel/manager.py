@@ -77,7 +77,7 @@ class ConKernelManager(ClientsMixin, AsyncKernelManager):
         super().__init__(*args, **kwargs)
         if argv is not None: kernel_spec = KernelSpec(argv=list(argv), display_name=argv[0], language='')
         if kernel_spec is not None: self._kernel_spec = kernel_spec
-        self._watch = None
+        self._watch = self.gone = None  # gone: why the kernel's process is known to have ended
 
     @default('client_factory')
     def _client_factory_default(self): return ConKernelClient
@@ -132,12 +132,14 @@ def _unwatch(self:ConKernelManager):
 @patch
 def _process_exited(self:ConKernelManager, returncode:int|None):
     self._watch = None
-    self._kernel_going(DeadKernelError(f"the kernel process died (exit code {returncode})"))
+    self.gone = DeadKernelError(f"the kernel process died (exit code {returncode})")  # clients made later learn it too
+    self._kernel_going(self.gone)
 
 @patch
 async def _async_post_start_kernel(self:ConKernelManager, **kw):
     await super(ConKernelManager, self)._async_post_start_kernel(**kw)
     self._unwatch()
+    self.gone = None
     process = getattr(self.provisioner, 'process', None)
     if process is not None: self._watch = ProcessWatch(process, self._process_exited)
 
