@@ -39,10 +39,10 @@ class PooledClient(ConKernelClient):
         else: self.router.close(exc)  # a pooled kernel restarted or shut down with nothing waiting is routine
         if self.on_lost is not None: self.on_lost(exc)
 
-# %% ../nbs/09a_pool.ipynb #31de5c12
+# %% ../nbs/09a_pool.ipynb #48f61fdc
 class _Kernel:
     "The pool's record of one kernel"
-    def __init__(self): self.km = self.kc = self.key = self.lost = None; self.state = 'starting'
+    def __init__(self): self.km = self.kc = self.key = self.lost = None; self.state, self.warm_since = 'starting', 0.0
     def __repr__(self): return f"<pooled kernel {self.state}{'' if self.key is None else f' key={self.key!r}'}>"
 
 class _Slot:
@@ -61,7 +61,7 @@ def _copy(e:BaseException) -> BaseException:
     c.__cause__ = e.__cause__ if e.__cause__ is not None else e
     return c
 
-# %% ../nbs/09a_pool.ipynb #412a9d65
+# %% ../nbs/09a_pool.ipynb #c7f10d8c
 class KernelPool(LoggingConfigurable):
     "Warm kernels handed out at once, refilled in the background; sticky kernels per key; local or on a server"
     kernel_name = Unicode('python3', config=True, help="The kernelspec to start (on the server, with `url`)")
@@ -91,6 +91,7 @@ class KernelPool(LoggingConfigurable):
         if kernel_name is not None: kwargs['kernel_name'] = kernel_name
         super().__init__(**kwargs)
         if self.url and self.argv: raise ValueError("argv starts a local kernel: a server starts the kernelspec `kernel_name`")
+        if self.size > self.max_kernels: raise ValueError(f"size ({self.size}) is more than max_kernels ({self.max_kernels})")
         self._kernels, self._warm, self._waiters, self._keys, self._tasks = set(), deque(), deque(), {}, set()
         self._starting = self._restarting = self._failures = self._rounds = 0
         self._backoff_until, self.last_error = 0.0, None
@@ -273,33 +274,33 @@ def _start_failed(self:KernelPool, e:Exception):
             f = self._waiters.popleft()
             if not f.done(): f.set_exception(_copy(e))
 
-# %% ../nbs/09a_pool.ipynb #a1dae5bd
+# %% ../nbs/09a_pool.ipynb #bfb989bb
 @patch
 def _alive(self:KernelPool, k:_Kernel) -> bool: return k.lost is None and k.kc.router.closed is None
 
 @patch
-def _to_warm(self:KernelPool, k:_Kernel, front:bool=False):
+def _to_warm(self:KernelPool, k:_Kernel):
     "`k` is ready: give it to the first waiting caller, or keep it warm"
     if self.closed or not self._alive(k):
         self._spawn(self._dispose(k), 'shutdown')
         return
-    k.state, k.key = 'warm', None
-    self._warm.appendleft(k) if front else self._warm.append(k)
+    k.state, k.key, k.warm_since = 'warm', None, time.monotonic()
+    self._warm.append(k)
     while self._warm and self._waiters:
         f = self._waiters.popleft()
         if f.done(): continue
-        w = self._warm.popleft()
+        w = self._warm.pop()
         w.state = 'out'
         f.set_result(w)
     self._wake.set()
 
-# %% ../nbs/09a_pool.ipynb #3fdda567
+# %% ../nbs/09a_pool.ipynb #1696a4b2
 @patch
 async def _take(self:KernelPool, deadline:float|None) -> _Kernel:
     "The first warm kernel, or one when it is ready (first come, first served)"
     if self.closed: raise PoolClosedError("the pool is closed")
     while self._warm and not any(not f.done() for f in self._waiters):
-        k = self._warm.popleft()
+        k = self._warm.pop()
         if not self._alive(k):
             self._spawn(self._dispose(k), 'shutdown')
             continue
@@ -318,7 +319,7 @@ async def _take(self:KernelPool, deadline:float|None) -> _Kernel:
         timer = loop.call_at(deadline, expire)
     try: return await f
     except asyncio.CancelledError:
-        if f.done() and not f.cancelled() and f.exception() is None: self._to_warm(f.result(), front=True)
+        if f.done() and not f.cancelled() and f.exception() is None: self._to_warm(f.result())
         raise
     finally:
         if timer is not None: timer.cancel()
@@ -357,12 +358,12 @@ def _forget_key(self:KernelPool, key):
     slot = self._keys.get(key)
     if slot is not None and slot.kernel is None and slot.users == 0 and slot.holders == 0: del self._keys[key]
 
-# %% ../nbs/09a_pool.ipynb #38d1f7ce
+# %% ../nbs/09a_pool.ipynb #d89007c5
 @patch
 def _release(self:KernelPool, k:_Kernel):
     "Take `k` back from a caller"
-    if k.key is not None:
-        slot = self._keys[k.key]
+    slot = None if k.key is None else self._keys.get(k.key)  # None after `aclose` too
+    if slot is not None:
         slot.holders -= 1
         slot.sem.release()
         if slot.holders: return
@@ -379,7 +380,9 @@ def _recycle(self:KernelPool, k:_Kernel):
     policy = self.on_return
     if self.closed or not self._alive(k): policy = 'discard'
     elif policy == 'keep' and k.kc.pending: policy = 'restart'
-    if policy == 'keep': self._to_warm(k)
+    if policy == 'keep':
+        for q in k.kc.router.queues.values(): q.clear()  # what the last caller left unread is not the next one's
+        self._to_warm(k)
     elif policy == 'restart':
         k.state = 'restarting'
         self._restarting += 1
@@ -419,7 +422,7 @@ def _lost(self:KernelPool, k:_Kernel, exc:DeadKernelError):
     if k.state != 'out': self._spawn(self._dispose(k), 'shutdown')
     self._wake.set()
 
-# %% ../nbs/09a_pool.ipynb #f8e87325
+# %% ../nbs/09a_pool.ipynb #09b85d60
 @patch
 def _let_go(self:KernelPool, key):
     slot = self._keys.pop(key)
@@ -446,6 +449,8 @@ async def _cull(self:KernelPool):
         now = time.monotonic()
         for key in self._idle_keys():
             if now - self._keys[key].idle_since >= self.cull_idle: self._let_go(key)
+        while len(self._warm) > self.size and now - self._warm[0].warm_since >= self.cull_idle:
+            self._spawn(self._dispose(self._warm.popleft()), 'shutdown')
 
 # %% ../nbs/09a_pool.ipynb #0457f20a
 @patch
