@@ -241,6 +241,21 @@ async def test_idle_keys_are_evicted_for_waiting_callers():
         assert pool.stats['culled'] == 1
 
 
+@pytest.mark.timeout(60)
+async def test_surplus_warm_kernels_are_culled_back_to_size():
+    "After a burst, kernels returned beyond `size` are shut down once they idle for `cull_idle`"
+    async with KernelPool('py', size=1, max_kernels=3, on_return='keep', cull_idle=0.3) as pool:
+        held = [pool.kernel() for _ in range(3)]
+        kcs = await asyncio.gather(*[h.__aenter__() for h in held])
+        assert len({id(kc) for kc in kcs}) == 3
+        for h in held: await h.__aexit__(None, None, None)
+        assert pool.stats['warm'] >= 2
+        for _ in range(100):
+            if pool.stats['warm'] == 1 and len(pool._kernels) == 1: break
+            await asyncio.sleep(0.05)
+        assert (pool.stats['warm'], len(pool._kernels)) == (1, 1), pool.stats
+
+
 # Remote pools, through a local Kernel Gateway and a Jupyter Server
 for mod in 'websockets', 'httpx', 'kernel_gateway', 'jupyter_server':
     try: __import__(mod)
