@@ -18,6 +18,7 @@ from .client import *
 from .outputs import *
 from .subshells import *
 from .manager import *
+from .pool import *
 from .websocket import *
 from .gateway import *
 from .blocking import *

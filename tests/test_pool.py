@@ -1,0 +1,298 @@
+"KernelPool under faults: kills during a workload, churn, cancellation, failing kernelspecs, many acquirers, remote pools."
+import asyncio, os, random, signal, threading
+
+import psutil
+import pytest
+
+from conkernel import DeadKernelError, KernelStartError
+from conkernel.pool import KernelPool, PoolClosedError
+
+
+def children() -> set:
+    return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+
+
+def fds() -> int: return len(os.listdir('/proc/self/fd'))
+
+
+def value(res) -> str: return res.outputs[0]['data']['text/plain']
+
+
+def kernel_pids(pool, states=('starting', 'warm', 'out', 'idle', 'restarting')) -> list:
+    "The process ids of the pool's local kernels in `states` that are alive now"
+    return [k.km.provisioner.process.pid for k in list(pool._kernels)
+            if k.state in states and k.km is not None and getattr(k.km, 'provisioner', None) is not None and k.km.provisioner.process is not None
+            and k.km.provisioner.process.poll() is None]
+
+
+async def settled(pool, timeout=60):
+    "Wait until the pool has `size` warm kernels and nothing starting or restarting"
+    await pool.ready(timeout=timeout)
+    for _ in range(int(timeout / 0.05)):
+        s = pool.stats
+        if s['starting'] == s['restarting'] == 0 and s['warm'] >= pool.size: return s
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the pool did not settle: {pool.stats}")
+
+
+@pytest.mark.timeout(120)
+async def test_random_kills_during_a_pooled_workload():
+    """Warm and in-use kernels killed at random: every caller gets its own reply or a DeadKernelError; the pool refills.
+
+    (A kernel killed while it starts is a failed start: `max_start_failures` of them in a row give the waiting
+    callers a KernelStartError, as a kernelspec that crashes at start-up does; `test_kills_at_start_up` below.)"""
+    before = children()
+    rng = random.Random(14)
+    async with KernelPool('py', size=3, max_kernels=5, startup='base = 1000') as pool:
+        await pool.ready(timeout=60)
+        async def caller(i):
+            try:
+                async with pool.kernel(timeout=60) as kc:
+                    out = []
+                    for j in range(3):
+                        out.append(value(await kc.run(f'import time; time.sleep(0.02); base + {i * 10 + j}', timeout=30)))
+                    return out
+            except DeadKernelError as e: return e
+        async def killer():
+            for _ in range(6):
+                await asyncio.sleep(rng.uniform(0.05, 0.3))
+                if pids := kernel_pids(pool, ('warm', 'out')): os.kill(rng.choice(pids), signal.SIGKILL)
+        results, _ = await asyncio.gather(asyncio.gather(*[caller(i) for i in range(30)]), killer())
+        for i, r in enumerate(results):
+            assert isinstance(r, DeadKernelError) or r == [str(1000 + i * 10 + j) for j in range(3)], (i, r)
+        assert sum(isinstance(r, list) for r in results) >= 15
+        s = await settled(pool)
+        assert s['died'] >= 1 and s['in_use'] == 0 and s['waiting'] == 0
+        async with pool.kernel() as kc: assert value(await kc.run('base')) == '1000'
+    assert children() <= before
+
+
+@pytest.mark.timeout(120)
+async def test_churn_leaves_nothing_behind():
+    "Acquire/return cycles with restart: no process, FD, thread or task left after aclose"
+    async with KernelPool('py', size=1, max_kernels=2) as pool:  # a first pool: imports and lazy globals settle
+        async with pool.kernel() as kc: await kc.execute('1', reply=True)
+    before, fd0, threads0 = children(), fds(), threading.active_count()
+    pool = KernelPool('py', size=2, max_kernels=3)
+    async with pool:
+        for i in range(12):
+            async with pool.kernel() as kc: assert value(await kc.run(f'{i} + 1')) == str(i + 1)
+        assert pool.stats['restarted'] >= 1
+    assert (len(pool._kernels), len(pool._tasks), len(pool._warm)) == (0, 0, 0)
+    assert children() <= before
+    assert fds() <= fd0 + 2, (fd0, fds())
+    assert threading.active_count() <= threads0
+
+
+@pytest.mark.timeout(60)
+async def test_kills_at_start_up_and_restart_are_retried():
+    "Kernels killed while they start or restart: the pool still fills, and leaves nothing behind"
+    before = children()
+    async with KernelPool('py', size=2, max_kernels=3, backoff=0.05, max_start_failures=100) as pool:
+        killed = 0
+        while killed < 3:
+            if pids := kernel_pids(pool, ('starting',)):
+                os.kill(pids[0], signal.SIGKILL)
+                killed += 1
+            await asyncio.sleep(0.01)
+        async with pool.kernel(timeout=30) as kc: pass  # returned: restarted
+        while not (pids := kernel_pids(pool, ('restarting',))): await asyncio.sleep(0.005)
+        os.kill(pids[0], signal.SIGKILL)
+        s = await settled(pool)
+        assert s['failed'] >= 1 and s['warm'] >= 2  # (a restart that survived the kill can leave a surplus warm kernel)
+    assert children() <= before
+
+
+@pytest.mark.timeout(60)
+async def test_a_cancelled_acquire_leaves_no_waiter_and_loses_no_kernel():
+    async with KernelPool('py', size=1, max_kernels=1, on_return='keep') as pool:
+        await pool.ready(timeout=30)
+        held = asyncio.Event()
+        release = asyncio.Event()
+        async def hold():
+            async with pool.kernel():
+                held.set()
+                await release.wait()
+        holder = asyncio.ensure_future(hold())
+        await held.wait()
+        waiter = asyncio.ensure_future(pool.kernel().__aenter__())
+        await asyncio.sleep(0.05)
+        assert pool.stats['waiting'] == 1
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        assert pool.stats['waiting'] == 0
+        # cancelled in the same step as the kernel is handed to it: the kernel goes back, unused
+        async def take():
+            async with pool.kernel(): pass
+        taker = asyncio.ensure_future(take())
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.sleep(0)  # the holder returns its kernel: handed to `taker`
+        taker.cancel()
+        await asyncio.gather(holder, taker, return_exceptions=True)
+        s = pool.stats
+        assert (s['warm'], s['in_use'], s['waiting']) == (1, 0, 0), s
+        async with pool.kernel(timeout=5) as kc: assert (await kc.execute('1', reply=True))['content']['status'] == 'ok'
+
+
+@pytest.mark.timeout(60)
+async def test_acquire_times_out_and_the_pool_stays_usable():
+    async with KernelPool('py', size=1, max_kernels=1, on_return='keep') as pool:
+        async with pool.kernel() as kc:
+            with pytest.raises(TimeoutError):
+                async with pool.kernel(timeout=0.2): pass
+            assert pool.stats['waiting'] == 0
+        async with pool.kernel(timeout=5) as kc: assert (await kc.execute('1', reply=True))['content']['status'] == 'ok'
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize('when', [0, 0.05, 0.3, 1.0])
+async def test_aclose_while_starting_and_acquiring_and_cancelled(when):
+    "aclose at any moment of the start-up, with callers waiting, cancelled itself: nothing is left"
+    before = children()
+    pool = KernelPool('py', size=2, max_kernels=3)
+    await pool.start()
+    async def use():
+        async with pool.kernel() as kc: await kc.execute('import time; time.sleep(5)', reply=True)
+    users = [asyncio.ensure_future(use()) for _ in range(5)]
+    await asyncio.sleep(when)
+    closing = asyncio.ensure_future(pool.aclose())
+    await asyncio.sleep(0.01)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError): await closing
+    results = await asyncio.gather(*users, return_exceptions=True)
+    assert all(isinstance(r, (PoolClosedError, DeadKernelError)) for r in results), results
+    assert (len(pool._kernels), len(pool._tasks)) == (0, 0)
+    await pool.aclose()  # again: a no-op
+    assert children() <= before
+    with pytest.raises(PoolClosedError):
+        async with pool.kernel(): pass
+
+
+@pytest.mark.timeout(60)
+async def test_a_kernelspec_that_cannot_start_gives_every_caller_its_error():
+    before = children()
+    async with KernelPool(argv=['/no/such/kernel', '{connection_file}'], size=2, backoff=0.1) as pool:
+        results = await asyncio.gather(*[pool.kernel(timeout=30).__aenter__() for _ in range(10)], return_exceptions=True)
+        assert all(isinstance(r, KernelStartError) for r in results), results
+        assert isinstance(results[0].__cause__, FileNotFoundError)  # a copy per caller, with the original cause
+        with pytest.raises(KernelStartError): await pool.ready(timeout=10)
+        assert pool.stats['failed'] >= 2
+        await asyncio.sleep(0.5)
+        assert pool.stats['failed'] >= 3  # retried, with backoff
+    assert children() <= before
+
+
+@pytest.mark.timeout(60)
+async def test_startup_code_that_fails_is_a_start_error():
+    async with KernelPool('py', size=1, startup='1/0', backoff=0.1) as pool:
+        with pytest.raises(KernelStartError, match='ZeroDivisionError'):
+            async with pool.kernel(timeout=30): pass
+
+
+@pytest.mark.timeout(90)
+async def test_many_concurrent_acquirers_are_served_in_order():
+    async with KernelPool('py', size=1, max_kernels=3, on_return='keep') as pool:
+        order = []
+        async def use(i):
+            async with pool.kernel(timeout=60) as kc:
+                order.append(i)
+                return value(await kc.run(f'{i} * 2'))
+        tasks = []
+        for i in range(60):
+            tasks.append(asyncio.ensure_future(use(i)))
+            await asyncio.sleep(0)
+        assert await asyncio.gather(*tasks) == [str(i * 2) for i in range(60)]
+        assert order == sorted(order)
+        assert pool.stats['started'] <= 3
+
+
+@pytest.mark.timeout(60)
+async def test_sticky_keys_cap_and_death():
+    async with KernelPool('py', size=1, max_kernels=3, max_per_key=1) as pool:
+        inside = []
+        async def step(i):
+            async with pool.kernel('conv') as kc:
+                inside.append(i)
+                assert len(inside) == 1  # max_per_key=1: one holder at a time
+                r = await kc.run(f'n = globals().get("n", 0) + 1; n')
+                inside.remove(i)
+                return int(value(r))
+        assert sorted(await asyncio.gather(*[step(i) for i in range(5)])) == [1, 2, 3, 4, 5]
+        async with pool.kernel('conv') as kc: pid = kc.parent.provisioner.process.pid
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            if pool.stats['died']: break
+            await asyncio.sleep(0.02)
+        async with pool.kernel('conv') as kc:  # a fresh kernel for the key
+            assert kc.parent.provisioner.process.pid != pid
+            assert (await kc.run('n')).ename == 'NameError'
+    async with KernelPool('py', size=1, max_kernels=2, max_per_key=2) as pool:
+        async with pool.kernel('shared') as a, pool.kernel('shared') as b: assert a is b
+
+
+@pytest.mark.timeout(60)
+async def test_idle_keys_are_evicted_for_waiting_callers():
+    async with KernelPool('py', size=0, max_kernels=2, cull_idle=None) as pool:
+        for key in 'ab':
+            async with pool.kernel(key) as kc: await kc.execute(f'k = {key!r}', reply=True)
+        assert pool.stats['keys'] == 2
+        async with pool.kernel(timeout=30) as kc: assert (await kc.execute('1', reply=True))['content']['status'] == 'ok'
+        assert pool.stats['culled'] == 1
+
+
+@pytest.mark.timeout(60)
+async def test_surplus_warm_kernels_are_culled_back_to_size():
+    "After a burst, kernels returned beyond `size` are shut down once they idle for `cull_idle`"
+    async with KernelPool('py', size=1, max_kernels=3, on_return='keep', cull_idle=0.3) as pool:
+        held = [pool.kernel() for _ in range(3)]
+        kcs = await asyncio.gather(*[h.__aenter__() for h in held])
+        assert len({id(kc) for kc in kcs}) == 3
+        for h in held: await h.__aexit__(None, None, None)
+        assert pool.stats['warm'] >= 2
+        for _ in range(100):
+            if pool.stats['warm'] == 1 and len(pool._kernels) == 1: break
+            await asyncio.sleep(0.05)
+        assert (pool.stats['warm'], len(pool._kernels)) == (1, 1), pool.stats
+
+
+# Remote pools, through a local Kernel Gateway and a Jupyter Server
+for mod in 'websockets', 'httpx', 'kernel_gateway', 'jupyter_server':
+    try: __import__(mod)
+    except ImportError: remote = pytest.mark.skip(f"{mod} is not installed")
+    else: remote = pytest.mark.parametrize('app', ['kernelgateway', 'server'])
+
+
+@pytest.fixture(scope='module')
+def servers():
+    from conkernel.testing import LocalServer
+    started = {}
+    yield lambda app: started.get(app) or started.setdefault(app, LocalServer(app))
+    for s in started.values(): s.stop()
+
+
+@remote
+@pytest.mark.timeout(120)
+async def test_remote_pool_workload_sticky_and_kill(servers, app):
+    server = servers(app)
+    async with KernelPool('py', url=server.url, token=server.token, size=2, max_kernels=3, startup='w = 7') as pool:
+        await pool.ready(timeout=60)
+        async def work(i):
+            async with pool.kernel(timeout=60) as kc: return value(await kc.run(f'w * {i}'))
+        assert await asyncio.gather(*[work(i) for i in range(8)]) == [str(7 * i) for i in range(8)]
+        async with pool.kernel('k') as kc:
+            await kc.execute('mine = 5', reply=True)
+            remote_pid = int(value(await kc.run('import os; os.getpid()')))
+        async with pool.kernel('k') as kc: assert value(await kc.run('mine')) == '5'
+        # the server's kernel dies while a caller holds it: the caller gets a clear error, the pool refills
+        async with pool.kernel('k') as kc:
+            waiter = kc.execute('import time; time.sleep(30)', reply=True, timeout=60)
+            await asyncio.sleep(0.3)
+            os.kill(remote_pid, signal.SIGKILL)
+            with pytest.raises(DeadKernelError): await waiter
+        s = await settled(pool)
+        assert s['died'] == 1 and s['warm'] == 2
+        async with pool.kernel('k') as kc: assert (await kc.run('mine')).ename == 'NameError'
+    async with KernelPool('py', url=server.url, token='wrong', size=1, backoff=0.1) as pool:
+        with pytest.raises(KernelStartError, match='40[13]'):
+            async with pool.kernel(timeout=30): pass
