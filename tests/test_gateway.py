@@ -85,7 +85,7 @@ async def test_every_request_method_concurrently(server):
         assert all(r['content']['status'] == 'incomplete' for r in res[20:30])
         assert [r['msg_type'] for r in res[30:34]] == ['history_reply', 'comm_info_reply', 'kernel_info_reply', 'kernel_info_reply']
         assert res[34]['content']['status'] == 'ok' and asked == ['say: ']
-        assert [o['content']['text'] for o in outputs if o['msg_type'] == 'stream'] == ['typed\n']
+        assert ''.join(o['content']['text'] for o in outputs if o['msg_type'] == 'stream') == 'typed\n'
         assert len(kc.pending) == 0
 
 

@@ -257,7 +257,7 @@ async def test_a_kernel_started_by_another_process(tmp_path):
             assert await kc.is_alive()
             seen = []
             r = await kc.execute_interactive('print("far")', output_hook=seen.append, timeout=30)
-            assert r['content']['status'] == 'ok' and [m['content']['text'] for m in seen if m['msg_type'] == 'stream'] == ['far\n']
+            assert r['content']['status'] == 'ok' and ''.join(m['content']['text'] for m in seen if m['msg_type'] == 'stream') == 'far\n'
             kinds = await asyncio.gather(*[send(kc, kind, 0) for kind in KINDS])
             assert [r['msg_type'] for r in kinds] == [f'{k}_reply' for k in KINDS]
             assert (await kc.shutdown(reply=True, timeout=30))['content']['status'] == 'ok'
