@@ -1,12 +1,12 @@
 """The fault matrix: kernel and connection faults x request kinds x transports. For each cell: every waiter ends,
 within a stated bound, with its own reply or the fault's documented exception; nothing is delivered twice;
 `kc.pending` is empty; no kernel process, selector thread or file descriptor is left behind."""
-import asyncio, os, signal, threading, time
+import asyncio, os, signal, sys, threading, time
 from pathlib import Path
 
 import pytest
 
-from conkernel import ConnectionLostError, DeadKernelError, KernelUnresponsiveError, run_kernel
+from conkernel import ConKernelManager, ConnectionLostError, DeadKernelError, KernelUnresponsiveError, run_kernel
 
 SLEEP = 'import time; time.sleep(30)'
 
@@ -93,6 +93,39 @@ async def test_local_faults(fault):
     assert children() - before_kids == set()
     assert not [t for t in threading.enumerate() if t.name == 'conkernel-selector']
     assert fds() <= before_fds + 2
+
+
+async def test_requests_sent_while_a_slow_kernel_starts_get_their_replies():
+    "A kernel that takes 2 s to start: requests sent before it is ready wait for it (no heartbeat verdict meanwhile)"
+    code = 'import sys, time; time.sleep(2); from ipykernel.kernelapp import launch_new_instance; launch_new_instance(argv=["-f", sys.argv[1]])'
+    km = ConKernelManager(argv=[sys.executable, '-c', code, '{connection_file}'])
+    await km.start_kernel()
+    try:
+        kc = km.client()
+        starting = kc.start_channels(timeout=30)
+        waiters = {k: w for k, w in requests(kc, None, '1').items() if k not in ('stdin', 'subshell')}  # (a prompt needs the stdin connection)
+        await starting
+        results = await outcomes(waiters, 20)
+        assert all(isinstance(r, dict) or getattr(r, 'status', None) == 'ok' for r in results.values()), results
+        assert len(kc.pending) == 0
+        await kc.astop_channels()
+    finally: await km.shutdown_kernel(now=True)
+
+
+async def test_a_crash_during_restart_fails_waiters_and_the_next_restart_recovers():
+    async with run_kernel() as (km, kc):
+        waiters = requests(kc, await kc.create_subshell())
+        await asyncio.sleep(0.3)
+        old = km.provisioner.process.pid
+        restart = asyncio.ensure_future(km.restart_kernel())
+        while (p := getattr(km.provisioner, 'process', None)) is None or p.pid == old: await asyncio.sleep(0.002)
+        os.kill(p.pid, signal.SIGKILL)  # the new kernel dies while it starts
+        check(await outcomes(waiters, 5), (DeadKernelError,), 'crash during restart')
+        done = await asyncio.wait_for(asyncio.gather(restart, return_exceptions=True), 60)
+        assert done[0] is None or isinstance(done[0], DeadKernelError), done
+        await km.restart_kernel()
+        assert (await kc.execute('1', reply=True, timeout=30))['content']['status'] == 'ok'
+        assert len(kc.pending) == 0
 
 
 # The websocket transport, through a proxy: the connection drops, stalls, is refused; the kernel dies
