@@ -79,7 +79,7 @@ class ConKernelClient(KernelRequests, AsyncKernelClient):
     max_message_size = Integer(512 * 2**20, allow_none=True, config=True,
         help="Most bytes in one inbound message; larger ones are dropped and counted. None: no limit")
     max_queued_bytes = Integer(32 * 2**20, allow_none=True, config=True,
-        help="Most bytes of unclaimed messages kept per channel for `get_*_msg`; beyond it the oldest are dropped. None: no limit")
+        help="Most bytes of iopub messages kept for `get_iopub_msg`; beyond it the oldest are dropped. None: no limit")
     allow_unsigned = Bool(False, config=True,
         help="Accept an empty session key (unsigned messages: anyone who can reach the ports can run code)")
     heartbeat_timeout = Float(3, allow_none=True, config=True,

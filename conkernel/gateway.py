@@ -174,16 +174,15 @@ def _ws_url(self:RestKernelManager, session_id:str) -> str:
 @patch
 async def open_websocket(self:RestKernelManager,
                          session_id:str,            # the client's session id
-                         max_size:int|None=None,    # most bytes in one inbound frame
                          timeout:float|None=None):  # seconds the opening may take (default: `request_timeout`)
-    "An open websocket to the kernel's channels"
+    "An open websocket to the kernel's channels (frame sizes unlimited: the transport refuses oversized messages one by one)"
     _, websockets = _deps()
     offer = None if self.ws_protocol == 'json' else [V1]
     what = f"kernel {self.kernel_id}'s websocket on {self.url}"
     try:
         ws = await websockets.asyncio.client.connect(
             self._ws_url(session_id), subprotocols=offer, additional_headers=self._headers(),
-            ssl=self._ssl_context(), max_size=max_size, compression=None, open_timeout=timeout or self.request_timeout,
+            ssl=self._ssl_context(), max_size=None, compression=None, open_timeout=timeout or self.request_timeout,
             close_timeout=2, max_queue=256)
     except websockets.exceptions.InvalidStatus as e: raise _http_error(e.response.status_code, what) from None
     except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidHandshake) as e:

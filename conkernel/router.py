@@ -120,10 +120,10 @@ class Router:
     "Routes each inbound message to the request that caused it, or to its channel's bounded queue"
     def __init__(self,
                  maxlen:int=1000,                 # most unclaimed messages kept per channel
-                 max_bytes:int|None=None,         # most bytes of unclaimed messages kept per channel (None: no limit)
+                 max_bytes:int|None=None,         # most bytes of iopub messages kept for readers (None: no limit)
                  iopub_timeout:float|None=None):  # seconds to wait for a request's idle once its iopub falls silent after its reply
         self.requests = {}
-        self.queues = {ch: MsgQueue(ch, maxlen, max_bytes) for ch in CHANNELS}
+        self.queues = {ch: MsgQueue(ch, maxlen, max_bytes if ch == 'iopub' else None) for ch in CHANNELS}  # replies to collect: count only
         self.stats = Counter()
         self.closed = None  # the exception new requests get once the router is closed
         self.maxlen,self.abandoned = maxlen,OrderedDict()  # msg_ids whose caller stopped waiting, oldest first
@@ -139,7 +139,7 @@ def register(self:Router, msg_id:str, msg_type:str, timeout:float|None=None, unt
     "Track `msg_id` until its reply (and idle, if `until_idle`) arrives; returns the reply future"
     self.check_open()
     if msg_id in self.requests: raise ValueError(f"a request with msg_id {msg_id!r} is already in flight")
-    if timeout is not None and not (isinstance(timeout, (int, float)) and 0 <= timeout < float('inf')):
+    if timeout is not None and not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 <= timeout < float('inf')):
         raise ValueError(f"timeout={timeout!r}: give a number of seconds (0 or more), or None to wait forever")
     loop = asyncio.get_running_loop()
     self.sent += 1

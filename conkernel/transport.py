@@ -261,7 +261,7 @@ class Heartbeat:
             s.curve_secretkey,s.curve_publickey,s.curve_serverkey = client.curve_secretkey,client.curve_publickey,client.curve_publickey
         self.socket.connect(client._make_url('hb'))
         watcher.add(self.socket.FD, self._read)
-        self.answered,self.silent = loop.time(),False
+        self.answered,self.pinged,self.misses,self.silent = loop.time(),None,0,False
         self.timer = loop.call_soon(self._ping)
 
     time_to_dead = property(lambda self: self.interval)
@@ -274,12 +274,14 @@ class Heartbeat:
 @patch
 def _ping(self:Heartbeat):
     self._read()  # answers that came while the loop was busy elsewhere count
-    silent = self.loop.time() - self.answered
-    if silent >= self.timeout:
+    unanswered = self.pinged is not None and self.answered < self.pinged
+    self.misses = self.misses + 1 if unanswered else 0  # pings, not seconds: a loop that stalled sent none
+    if self.misses * self.interval >= self.timeout:
         self.silent = True
-        self.client.kernel_silent(silent)
+        self.client.kernel_silent(self.misses * self.interval)
     try: self.socket.send_multipart([b'', b'ping'], zmq.NOBLOCK)
     except zmq.ZMQError: pass  # a full queue to a kernel that is not there: the silence says it
+    self.pinged = self.loop.time()
     self.timer = self.loop.call_later(self.interval, self._ping)
 
 @patch

@@ -80,10 +80,14 @@ class WebsocketReader(WireReader):
     def check_signature(self, parts:list): pass  # the server checked the kernel's signature
 
     def decode(self, frame, v1:bool) -> tuple:
-        "`(channel, message)` from one websocket frame (`v1`: the v1 framing), or `BadMessage`"
+        "`(channel, message)` from one websocket frame (`v1`: the v1 framing), or `BadMessage` (with its `channel` when known)"
+        oversized = self.max_size is not None and len(frame) > self.max_size
         if v1:
             channel, parts = decode_v1(frame)
-            return channel, self.parse([DELIM, b'', *parts], channel)
+            try: return channel, self.parse([DELIM, b'', *parts], channel, len(frame))
+            except BadMessage as e:
+                e.channel = channel
+                raise
         buffers = []
         if isinstance(frame, bytes): frame, buffers = decode_json_binary(frame)
         try: d = json.loads(frame)
@@ -91,6 +95,12 @@ class WebsocketReader(WireReader):
         d = _object(d, 'websocket message')
         channel = d.get('channel')
         if channel not in CHANNELS: raise BadMessage('unknown_channel', repr(channel))
+        if oversized:
+            parent = (d.get('parent_header') or {}).get('msg_id') if isinstance(d.get('parent_header'), dict) else None
+            e = BadMessage('oversized', f"{len(frame)} bytes, more than max_message_size={self.max_size}",
+                           parent if isinstance(parent, str) else None)
+            e.channel = channel
+            raise e
         return channel, self.message(channel, _object(d.get('header'), 'header'),
                                      _object(d.get('parent_header'), 'parent header', True),
                                      _object(d.get('metadata'), 'metadata', True), _object(d.get('content'), 'content'), buffers)
@@ -100,7 +110,7 @@ class WebsocketTransport(Transport):
     "Every channel of a kernel over one websocket to a Jupyter Server or gateway, opened by the client's manager"
     def __init__(self, client, channels:tuple=CHANNELS, heartbeat:bool=True):
         super().__init__(client, channels, heartbeat)
-        self.manager = client.parent  # opens the websocket: `await manager.open_websocket(session_id, max_size)`
+        self.manager = client.parent  # opens the websocket: `await manager.open_websocket(session_id, timeout)`
         self.reader = WebsocketReader(client.session, client.max_message_size)
         self.router = self.task = self.flusher = self.ws = self._opened = None
         self.v1,self.outbox,self.barriers = False,deque(),set()
@@ -133,7 +143,7 @@ async def _run(self:WebsocketTransport):
     km, delay, lost = self.manager, 0.05, None  # lost: when the open websocket dropped
     while True:
         left = None if lost is None else max(0.1, km.reconnect_timeout - (time.monotonic() - lost))
-        try: ws = await km.open_websocket(self.client.session.session, self.client.max_message_size, left)
+        try: ws = await km.open_websocket(self.client.session.session, left)
         except asyncio.CancelledError: raise
         except Exception as e:
             exc = self._cannot_open(e, lost)
@@ -206,7 +216,7 @@ async def _read(self:WebsocketTransport, ws):
                 channel, msg = decode(frame, v1)
                 if channel == 'iopub' and msg['msg_type'] in _NEWS: self._kernel_news(msg)
                 router.dispatch(channel, msg, len(frame))
-            except Exception as e: router.reject('websocket', e)  # no frame can stop the reader
+            except Exception as e: router.reject(getattr(e, 'channel', 'websocket'), e)  # no frame can stop the reader
     except websockets.exceptions.ConnectionClosed: pass
 
 # %% ../nbs/09_websocket.ipynb #55d1ad6a

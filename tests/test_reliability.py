@@ -139,6 +139,14 @@ async def test_frozen_kernel_fails_waiters_and_recovers():
         assert len(kc.pending) == 0
 
 
+async def test_a_stalled_client_loop_is_not_a_frozen_kernel():
+    async with run_kernel() as (km, kc):
+        waiter = kc.execute('import time; time.sleep(6); v = 1', reply=True, timeout=30)
+        await asyncio.sleep(0.5)
+        time.sleep(4.5)  # the client's own loop stalls for longer than heartbeat_timeout
+        assert (await waiter)['content']['status'] == 'ok'
+
+
 # 5. Unread messages are bounded in bytes as well as in count
 
 async def test_unread_output_is_bounded_in_bytes():
@@ -215,7 +223,7 @@ async def test_a_pending_reply_can_become_a_task_and_nan_is_refused():
         run = asyncio.create_task(kc.run('6*7'))
         assert (await task)['content']['status'] == 'ok' and (await run).status == 'ok'
         count = (await kc.execute('1', reply=True))['content']['execution_count']
-        for bad in math.nan, -1, math.inf, '5':
+        for bad in math.nan, -1, math.inf, '5', True:
             with pytest.raises(ValueError, match='timeout'): kc.execute('x = 1', reply=True, timeout=bad)
         assert (await kc.execute('1', reply=True))['content']['execution_count'] == count + 1  # nothing was sent
         assert len(kc.pending) == 0
@@ -318,3 +326,15 @@ async def test_remote_shutdown_inside_the_block_and_env():
         async with run_kernel(url=gateway.url, token=gateway.token, env={'KERNEL_FLAVOUR': 'mint'}) as (km, kc):
             assert (await kc.run('import os; print(os.environ.get("KERNEL_FLAVOUR"))', timeout=30)).stdout == 'mint\n'
             await km.shutdown_kernel()  # the exit must not try again
+
+
+async def test_an_oversized_remote_reply_fails_its_request_and_keeps_the_websocket(server):
+    async with run_kernel(url=server.url, token=server.token) as (km, kc0):
+        kc = await km.client(max_message_size=200_000).start_channels()
+        try:
+            with pytest.raises(MessageTooLargeError):
+                await kc.execute('x = 1', user_expressions={'v': '"y" * 300_000'}, reply=True, timeout=30)
+            res = await kc.run('print("z" * 300_000, flush=True); print("small")', timeout=30)
+            assert not res.complete and 'dropped' in res.notes[0] and 'small' in res.stdout
+            assert kc.stats['websocket_dropped'] == 0
+        finally: await kc.astop_channels()
