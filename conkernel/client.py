@@ -85,7 +85,7 @@ class ConKernelClient(KernelRequests, AsyncKernelClient):
     heartbeat_timeout = Float(3, allow_none=True, config=True,
         help="Seconds without a heartbeat answer (or any other message) after which waiting requests fail with "
              "`KernelUnresponsiveError`; the client is usable again when the kernel answers. None: no heartbeat")
-    iopub_timeout = Float(5, allow_none=True, config=True,
+    iopub_timeout = Float(10, allow_none=True, config=True,
         help="Seconds a request that waits for its idle status (`run`, `stream`, `execute_interactive`) keeps "
              "waiting once its reply is in and its output has stopped; then it ends, with a note. None: forever")
 

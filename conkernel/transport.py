@@ -217,11 +217,11 @@ def drain(self:ZMQTransport, name:str):
     for n in range(1, self.max_batch + 1):
         try: frames = sock.recv_multipart(zmq.NOBLOCK)
         except zmq.ZMQError: break  # nothing more (or closed under us)
+        if n == 1: router.heard = self.loop.time()  # the kernel spoke: once per batch, before the batch is routed
         nbytes = sum(map(len, frames))
         try: router.dispatch(name, parse(frames, name, nbytes), nbytes)
         except Exception as e: router.reject(name, e)  # no message can stop the reader
     else: self._schedule(name)  # more may be waiting: come back after other callbacks ran
-    if n > 1: router.heard = self.loop.time()
 
 @patch
 def send(self:ZMQTransport, channel:str, msg:dict):
