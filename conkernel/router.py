@@ -130,6 +130,7 @@ class Router:
         self.inputs = deque(maxlen=100)  # input_requests not yet answered, newest last
         self.iopub_timeout,self.heard,self.sent = iopub_timeout,0.0,0  # `heard`: loop time a message last arrived
         self.on_orphaned_input = None  # called with an input_request whose request stopped waiting
+        self.watchers = {}  # iopub msg_type -> handler given every such message, whoever caused it (comms, debug events)
         self.loop = None  # the event loop the client started on: requests from another loop are refused
 
 # %% ../nbs/02_router.ipynb #91861861
@@ -206,6 +207,7 @@ def dispatch(self:Router, channel:str, msg:dict, nbytes:int=0):
     p = self.requests.get(msg_id)
     if channel == 'iopub':
         self.queues['iopub'].put(msg, nbytes)
+        if self.watchers and (watcher := self.watchers.get(msg['msg_type'])) is not None: self._call(watcher, msg)
         if p is None: return
         p.heard = self.heard
         if p.on_iopub is not None: self._call(p.on_iopub, msg)
