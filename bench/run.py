@@ -1,6 +1,6 @@
 """conkernel's benchmarks, side by side with jupyter_client's AsyncKernelClient and a raw-pyzmq floor client.
 
-    python bench/run.py [--kernels python3 py] [--reps 3] [--quick]
+    python bench/run.py [--kernels python3 py] [--reps 3] [--quick] [--chart nbs/images/performance.png]
 
 Every figure is a median over `--reps` repetitions, the clients alternating within each repetition, each
 trial on a freshly connected client (so no client pays for parsing another's iopub traffic). Client CPU is
@@ -151,6 +151,33 @@ async def death(kernel: str, waiting: int = 100, limit: float = 10) -> list:
     return rows
 
 
+KERNEL_NAMES = {'python3': 'ipykernel', 'py': 'ipymini'}
+CLIENT_NAMES = {'conkernel': 'conkernel', 'plain': 'AsyncKernelClient (one at a time)', 'floor': 'floor (raw pyzmq, unparsed)'}
+
+
+def chart(rows: list, path: Path):
+    "CPU per request and requests/s against requests in flight, per kernel and client, as a PNG"
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    tp = [r for r in rows if 'rps' in r]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, label in zip(axes, ('cpu_us', 'rps'), ('client CPU per request (µs)', 'requests/s')):
+        for kernel, style in zip(dict.fromkeys(r['kernel'] for r in tp), ('-', '--')):
+            for client, color in zip(CLIENT_NAMES, ('tab:blue', 'tab:orange', 'tab:gray')):
+                pts = sorted((r['inflight'], r[key]) for r in tp if r['kernel'] == kernel and r['client'] == client)
+                if pts: ax.plot(*zip(*pts), style, marker='o', color=color,
+                                label=f"{CLIENT_NAMES[client]}, {KERNEL_NAMES.get(kernel, kernel)}")
+        ax.set(xscale='log', xlabel='requests in flight', ylabel=label, ylim=(0, None))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"trivial executes, {os.cpu_count()} cores, Python {platform.python_version()}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def table(rows: list) -> str:
     "The results as text tables"
     out = [f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"]
@@ -195,9 +222,13 @@ if __name__ == '__main__':
     p.add_argument('--kernels', nargs='+', default=['python3', 'py'], help='kernelspecs to run (ipykernel, ipymini)')
     p.add_argument('--reps', type=int, default=3, help='repetitions per figure (the median is reported)')
     p.add_argument('--quick', action='store_true', help='fewer requests: a smoke run')
+    p.add_argument('--chart', type=Path, default=Path(__file__).parent.parent/'nbs'/'images'/'performance.png',
+                   help='where to draw the throughput figures (PNG)')
     args = p.parse_args()
     rows = asyncio.run(main(args.kernels, args.reps, args.quick))
     print(table(rows))
     out = Path(__file__).parent/'results'
     out.mkdir(exist_ok=True)
     (out/'latest.json').write_text(json.dumps(rows, indent=1))
+    chart(rows, args.chart)
+    print(f"chart: {args.chart}")

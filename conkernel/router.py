@@ -142,7 +142,7 @@ def register(self:Router, msg_id:str, msg_type:str, timeout:float|None=None, unt
     if msg_id in self.requests: raise ValueError(f"a request with msg_id {msg_id!r} is already in flight")
     if timeout is not None and not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 <= timeout < float('inf')):
         raise ValueError(f"timeout={timeout!r}: give a number of seconds (0 or more), or None to wait forever")
-    loop = asyncio.get_running_loop()
+    loop = self.loop or asyncio.get_running_loop()  # check_open made sure it is the running loop
     self.sent += 1
     p = Pending(msg_type, loop.create_future(), until_idle, on_iopub, on_stdin, channel, subshell_id, self.sent)
     if timeout is not None: p.timer = loop.call_later(timeout, self.expire, msg_id, timeout)

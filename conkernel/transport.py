@@ -17,7 +17,7 @@ from .router import CHANNELS, Router
 from .wire import WireReader
 
 # %% auto #0
-__all__ = ['Transport', 'SelectorThread', 'FdWatcher', 'ZMQTransport', 'Heartbeat']
+__all__ = ['Transport', 'SelectorThread', 'FdWatcher', 'ZMQTransport', 'recv_frames', 'send_frames', 'Heartbeat']
 
 # %% ../nbs/03_transport.ipynb #c57c1a83
 class Transport:
@@ -156,6 +156,23 @@ class ZMQTransport(Transport):
 
     def __repr__(self): return f"<ZMQTransport {' '.join(self.sockets) or 'closed'}>"
 
+# %% ../nbs/03_transport.ipynb #276b3f3b
+_NOBLOCK,_SNDMORE,_EVENTS,_POLLIN = int(zmq.NOBLOCK),int(zmq.SNDMORE),int(zmq.EVENTS),int(zmq.POLLIN)  # plain ints: no enum per call
+
+def recv_frames(sock:zmq.Socket) -> list:
+    "The frames of the next message on `sock` as bytes; `zmq.Again` when none is waiting"
+    frame = sock.recv(_NOBLOCK, copy=False)
+    frames = [frame.bytes]
+    while frame.more:
+        frame = sock.recv(0, copy=False)  # the rest of a message arrives with its first frame
+        frames.append(frame.bytes)
+    return frames
+
+def send_frames(sock:zmq.Socket, frames:list):
+    "Send `frames` as one message (large ones uncopied)"
+    last = len(frames) - 1
+    for i,frame in enumerate(frames): sock.send(frame, _SNDMORE if i < last else 0, copy=len(frame) < 65536)
+
 # %% ../nbs/03_transport.ipynb #17e858ab
 @patch
 def _connect(self:ZMQTransport, name:str) -> zmq.Socket:
@@ -215,7 +232,7 @@ def drain(self:ZMQTransport, name:str):
     if sock is None: return  # closed meanwhile
     parse, router, n = self.wire.parse, self.router, 0
     for n in range(1, self.max_batch + 1):
-        try: frames = sock.recv_multipart(zmq.NOBLOCK)
+        try: frames = recv_frames(sock)
         except zmq.ZMQError: break  # nothing more (or closed under us)
         if n == 1: router.heard = self.loop.time()  # the kernel spoke: once per batch, before the batch is routed
         nbytes = sum(map(len, frames))
@@ -228,8 +245,9 @@ def send(self:ZMQTransport, channel:str, msg:dict):
     "Send `msg`, then make sure a message that arrived meanwhile is read"
     sock = self.sockets.get(channel)
     if sock is None: raise ChannelsStoppedError(f"the {channel} channel is not open")
-    self.client.session.send(sock, msg)
-    if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN: self._schedule(channel)
+    frames = self.client.session.serialize(msg)  # signed [DELIM, signature, header, parent, metadata, content]
+    send_frames(sock, frames + list(msg.get('buffers') or ()))
+    if sock.get(_EVENTS) & _POLLIN: self._schedule(channel)
 
 # %% ../nbs/03_transport.ipynb #321c2a93
 @patch

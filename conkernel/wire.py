@@ -47,6 +47,7 @@ class WireReader:
         self.session,self.max_size,self.history = session,max_size,history
         self.auth,self.session_id,self.unpack = session.auth,session.session,session.unpack  # read once: used per message
         self.seen = OrderedDict()
+        self.parents = {}  # parent header bytes -> its parsed, dated dict: a request's reply and outputs share one
 
     def __repr__(self): return f"<WireReader session={self.session.session} max_size={self.max_size}>"
 
@@ -76,8 +77,10 @@ def _dated(header:dict) -> dict:
     "`header` with its ISO 8601 `date` string turned into a timezone-aware datetime"
     date = header.get('date')
     if isinstance(date, str):
-        try: dt = datetime.fromisoformat(date[:-1] + '+00:00' if date.endswith('Z') else date)
-        except ValueError: dt = parse_date(date)
+        try: dt = datetime.fromisoformat(date)  # Python 3.11 reads a 'Z' suffix itself
+        except ValueError:
+            try: dt = datetime.fromisoformat(date[:-1] + '+00:00' if date.endswith('Z') else date)
+            except ValueError: dt = parse_date(date)
         header['date'] = dt.astimezone() if isinstance(dt, datetime) and dt.tzinfo is None else dt
     return header
 
@@ -117,8 +120,9 @@ def parse(self:WireReader,
         if nbytes > self.max_size: self.refuse_oversized(parts, nbytes)
     self.check_signature(parts)
     unpack = self.unpack
-    header,parent = _unpack(unpack, parts[1], 'header'),_unpack(unpack, parts[2], 'parent header', True)
-    metadata,content = _unpack(unpack, parts[3], 'metadata', True),_unpack(unpack, parts[4], 'content')
+    header,parent = _unpack(unpack, parts[1], 'header'),self.parent_header(parts[2])
+    metadata = {} if parts[3] == b'{}' else _unpack(unpack, parts[3], 'metadata', True)  # kernels mostly send none
+    content = _unpack(unpack, parts[4], 'content')
     return self.message(channel, header, parent, metadata, content, parts[5:])
 
 @patch
@@ -133,3 +137,14 @@ def message(self:WireReader, channel:str, header:dict, parent:dict, metadata:dic
     msg = dict(header=_dated(header), msg_id=msg_id, msg_type=msg_type, parent_header=_dated(parent),
                metadata=metadata, content=content, buffers=[memoryview(b) for b in buffers])
     return msg if header.get('version', '').startswith('5.') else adapt(msg)
+
+# %% ../nbs/01_wire.ipynb #30c43e77
+@patch
+def parent_header(self:WireReader, part:bytes, keep:int=512) -> dict:
+    "The parsed parent header in `part` (a copy: callers may change it)"
+    parent = self.parents.get(part)
+    if parent is None:
+        parent = _dated(_unpack(self.unpack, part, 'parent header', True))
+        if len(self.parents) >= keep: del self.parents[next(iter(self.parents))]  # the oldest
+        self.parents[part] = parent
+    return dict(parent)

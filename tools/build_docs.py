@@ -80,6 +80,7 @@ def write_sources(nbs:Path, lib:Path, src:Path) -> list:
     "Write the pages to `src`; return the site's nav"
     if src.exists(): shutil.rmtree(src)
     (src/'api').mkdir(parents=True)
+    if (nbs/'images').is_dir(): shutil.copytree(nbs/'images', src/'images')  # figures the notebooks show
     home, notebooks = None, []
     for path in sorted(nbs.glob('*.ipynb')):
         nb = clean(read_nb(path))
