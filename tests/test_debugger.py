@@ -1,4 +1,4 @@
-"The debugger (DAP over control) on ipykernel: a breakpoint in a cell, locals, continue, errors, cleanup, death and stop."
+"The debugger (DAP over control) on ipykernel and xeus-python: a breakpoint in a cell, locals, continue, errors, cleanup, death and stop."
 import asyncio, os, signal, time
 
 import pytest
@@ -12,6 +12,7 @@ async def test_breakpoint_locals_continue_and_the_cell_replies():
     async with run_kernel() as (km, kc):
         async with kc.debugger(timeout=20) as dbg:
             assert dbg.info['hashMethod'] == 'Murmur2' and dbg.capabilities.get('supportsConfigurationDoneRequest')
+            with pytest.raises(RuntimeError, match='another debugging session'): await kc.debugger().start()
             path = await dbg.break_in(CELL, [3])
             assert path.startswith(dbg.info['tmpFilePrefix'])
             ran = kc.execute(CELL, reply=True)
@@ -53,6 +54,19 @@ async def test_breakpoint_locals_continue_and_the_cell_replies():
         assert len(kc.pending) == 0
 
 
+async def test_breakpoint_on_xeus_python():
+    async with run_kernel('xpython') as (km, kc):  # one request at a time: xeus-python stalls on pipelines
+        async with kc.debugger(timeout=20) as dbg:
+            await dbg.break_in(CELL, [3])
+            ran = kc.execute(CELL, reply=True)
+            await dbg.wait_event('stopped', timeout=10)
+            assert (await dbg.locals())['y'] == '42'
+            await dbg.continue_()
+            assert (await asyncio.wait_for(ran, 10))['content']['status'] == 'ok'
+        assert (await kc.execute('1', reply=True, timeout=10))['content']['status'] == 'ok'
+        assert len(kc.pending) == 0
+
+
 async def test_kill_ends_a_waiting_wait_event():
     async with run_kernel() as (km, kc):
         dbg = kc.debugger()
@@ -64,6 +78,7 @@ async def test_kill_ends_a_waiting_wait_event():
         done, _ = await asyncio.wait([waiter], timeout=5)
         assert done and time.monotonic() - start < 3
         assert isinstance(waiter.exception(), DeadKernelError)
+        assert not dbg.started and kc.router.watchers.get('debug_event') is None  # the session ended with its kernel
         with pytest.raises(DeadKernelError): await dbg.request('debugInfo')
         await dbg.stop()
         assert len(kc.pending) == 0
@@ -73,5 +88,5 @@ def test_a_kernel_without_a_debugger_is_refused():
     kc = ConKernelClient()
     kc.kernel_info_reply = {'content': {'implementation': 'somekernel', 'implementation_version': '1', 'supported_features': []}}
     with pytest.raises(NoDebuggerError, match='somekernel 1 has no debugger'): kc.debugger()
-    kc.kernel_info_reply['content']['debugger'] = True  # as kernels before protocol 5.5 said it
+    kc.kernel_info_reply['content']['debugger'] = True  # as ipymini (and ipykernel 6) say it
     assert kc.debugger() is not None
