@@ -54,8 +54,9 @@ async def request(self:Debugger, command:str, arguments:dict|None=None, timeout=
     response = reply['content']
     if not response: raise DebuggerError(f"{command}: the kernel gave no response (is the debugger started?)", response)
     if not response.get('success', False):
-        raise DebuggerError(f"{command} failed: {response.get('message') or response.get('body', {}).get('error') or 'no reason given'}",
-                            response)
+        error = (response.get('body') or {}).get('error')  # DAP's structured message, when there is no `message`
+        why = response.get('message') or (error.get('format') if isinstance(error, dict) else None) or 'no reason given'
+        raise DebuggerError(f"{command} failed: {why}", response)
     return response
 
 # %% ../nbs/07c_debugger.ipynb #4b6ee11e
