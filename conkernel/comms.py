@@ -161,6 +161,10 @@ class Comms:
         for t in COMM_TYPES: watchers[t] = self.dispatch
         client.router.listeners.append(self.client_ended)
 
+    def __getitem__(self, comm_id:str) -> Comm: return self.comms[comm_id]
+    def __contains__(self, comm_id): return comm_id in self.comms
+    def __iter__(self): return iter(list(self.comms.values()))
+    def __len__(self): return len(self.comms)
     def __repr__(self): return f"<Comms {len(self.comms)} open, targets {list(self.targets)}>"
 
 @patch(as_prop=True)
