@@ -17,6 +17,8 @@ from .requests import *
 from .client import *
 from .outputs import *
 from .subshells import *
+from .comms import *
+from .debugger import *
 from .manager import *
 from .pool import *
 from .websocket import *

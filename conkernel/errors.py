@@ -11,7 +11,7 @@ import re
 # %% auto #0
 __all__ = ['DeadKernelError', 'KernelRestartedError', 'ConnectionLostError', 'KernelUnresponsiveError', 'ChannelsStoppedError',
            'MessageTooLargeError', 'KernelStartError', 'BadMessage', 'GatewayError', 'NoSubshellsError',
-           'SubshellError', 'strip_ansi', 'KernelError']
+           'SubshellError', 'CommClosedError', 'NoDebuggerError', 'DebuggerError', 'strip_ansi', 'KernelError']
 
 # %% ../nbs/00_errors.ipynb #10ae675e
 class DeadKernelError(RuntimeError):
@@ -55,6 +55,20 @@ class NoSubshellsError(RuntimeError):
 
 class SubshellError(RuntimeError):
     "The kernel refused a subshell request"
+
+# %% ../nbs/00_errors.ipynb #e5440cdb
+class CommClosedError(RuntimeError):
+    "The comm was closed (by the kernel or by this client): it sends and receives no more"
+
+class NoDebuggerError(RuntimeError):
+    "The kernel has no debugger (its kernel_info does not say `debugger: true`)"
+
+class DebuggerError(RuntimeError):
+    "The debugger answered a request with an error; `response` is its DAP response"
+    def __init__(self, message:str, response:dict|None=None):
+        super().__init__(message, response)  # both in args, so that copies keep the response
+        self.response = response
+    def __str__(self): return self.args[0]
 
 # %% ../nbs/00_errors.ipynb #b70367ca
 _ansi = re.compile(r'\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\))')

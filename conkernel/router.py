@@ -131,6 +131,7 @@ class Router:
         self.iopub_timeout,self.heard,self.sent = iopub_timeout,0.0,0  # `heard`: loop time a message last arrived
         self.on_orphaned_input = None  # called with an input_request whose request stopped waiting
         self.watchers = {}  # iopub msg_type -> handler given every such message, whoever caused it (comms, debug events)
+        self.listeners = []  # called with the exception when the router closes, None when it reopens (comms, debugger)
         self.loop = None  # the event loop the client started on: requests from another loop are refused
 
 # %% ../nbs/02_router.ipynb #91861861
@@ -284,12 +285,20 @@ def close(self:Router, exc:BaseException):
     self.closed = exc
     self.fail(list(self.requests), exc)
     for q in self.queues.values(): q.close(exc)
+    self._tell(exc)
 
 @patch
 def reopen(self:Router):
     "Accept requests again"
     self.closed = None
     for q in self.queues.values(): q.close(None)
+    self._tell(None)
+
+@patch
+def _tell(self:Router, exc:BaseException|None):
+    for listener in list(self.listeners):
+        try: listener(exc)
+        except Exception: _log.exception("listener %r failed as the router %s", listener, 'reopened' if exc is None else 'closed')
 
 @patch
 def reject(self:Router, channel:str, exc:Exception):

@@ -282,3 +282,26 @@ async def test_tls_certificates_are_checked_by_default(certificate):
 def test_local_path_does_not_import_the_gateway_dependencies():
     code = "import sys, conkernel; assert not {'websockets', 'httpx'} & set(sys.modules), sorted(sys.modules)"
     subprocess.run([sys.executable, '-c', code], check=True, env={**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)})
+
+
+@pytest.mark.parametrize('framing', ['v1', 'json'])
+async def test_comm_buffers_and_the_debugger_through_a_server(server, framing):
+    async with remote(server, ws_protocol=framing) as (km, kc):
+        await kc.execute("""
+def echo(comm, msg):
+    comm.send({'echo': msg['content']['data']}, buffers=msg['buffers'])
+    comm.on_msg(lambda m: comm.send({'echo': m['content']['data']}, buffers=m['buffers']))
+get_ipython().kernel.comm_manager.register_target('echo', echo)""", reply=True)
+        comm = kc.comm_open('echo', {'x': 1}, buffers=[b'\x00\x01\x02', b'zz'])
+        msg = await comm.recv(timeout=10)
+        assert msg['content']['data'] == {'echo': {'x': 1}} and [bytes(b) for b in msg['buffers']] == [b'\x00\x01\x02', b'zz']
+        comm.close()
+        cell = "def f(x):\n    y = x + 1\n    return y\nf(1)"
+        async with kc.debugger(timeout=20) as dbg:
+            await dbg.break_in(cell, [3])
+            ran = kc.execute(cell, reply=True)
+            await dbg.wait_event('stopped', timeout=10)
+            assert (await dbg.locals())['y'] == '2'
+            await dbg.continue_()
+            assert (await asyncio.wait_for(ran, 10))['content']['status'] == 'ok'
+        assert len(kc.pending) == 0
