@@ -11,7 +11,7 @@ import re
 # %% auto #0
 __all__ = ['DeadKernelError', 'KernelRestartedError', 'ConnectionLostError', 'KernelUnresponsiveError', 'ChannelsStoppedError',
            'MessageTooLargeError', 'KernelStartError', 'BadMessage', 'GatewayError', 'NoSubshellsError',
-           'SubshellError', 'strip_ansi', 'KernelError']
+           'SubshellError', 'UnsupportedValueError', 'NotPythonKernelError', 'strip_ansi', 'KernelError']
 
 # %% ../nbs/00_errors.ipynb #10ae675e
 class DeadKernelError(RuntimeError):
@@ -55,6 +55,13 @@ class NoSubshellsError(RuntimeError):
 
 class SubshellError(RuntimeError):
     "The kernel refused a subshell request"
+
+# %% ../nbs/00_errors.ipynb #ec4d9fbd
+class UnsupportedValueError(TypeError):
+    "`eval` or `push` met a value of a type they do not carry (the message names it)"
+
+class NotPythonKernelError(RuntimeError):
+    "`eval` and `push` need a kernel whose language is Python"
 
 # %% ../nbs/00_errors.ipynb #b70367ca
 _ansi = re.compile(r'\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\))')
