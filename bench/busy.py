@@ -19,18 +19,19 @@ NAMES = {'python3': 'ipykernel', 'py': 'ipymini'}
 KINDS = 'complete', 'inspect', 'is_complete', 'eval'
 
 
-async def timed(aw):
+def requests(kc):
+    "The four requests, each a function that sends it (at call time) and gives its awaitable"
+    return [lambda: kc.complete('alpha_', reply=True, timeout=60), lambda: kc.inspect('alpha_one', reply=True, timeout=60),
+            lambda: kc.is_complete('for x in y:', reply=True, timeout=60), lambda: kc.eval('alpha_one', timeout=60)]
+
+
+async def timed(send):
     start = time.perf_counter()
-    await aw
+    await send()
     return time.perf_counter() - start
 
 
-def requests(kc):
-    return [kc.complete('alpha_', reply=True, timeout=60), kc.inspect('alpha_one', reply=True, timeout=60),
-            kc.is_complete('for x in y:', reply=True, timeout=60), kc.eval('alpha_one', timeout=60)]
-
-
-async def four(kc): return await asyncio.gather(*[timed(r) for r in requests(kc)])
+async def four(kc): return await asyncio.gather(*[timed(send) for send in requests(kc)])
 
 
 async def busy(kc, mode, cell):
@@ -38,7 +39,7 @@ async def busy(kc, mode, cell):
     slow = kc.execute(f'import time; time.sleep({cell})', reply=True, subshell_id=None, timeout=cell + 60)
     await asyncio.sleep(0.5)
     times = await four(kc)
-    alone = [await timed(r) for r in requests(kc)] if mode == 'subshell' else None  # one at a time, main shell still busy
+    alone = [await timed(send) for send in requests(kc)] if mode == 'subshell' else None  # one at a time, main shell still busy
     assert not slow.future.done() or mode == 'shell', "the cell ended before the subshell answered: use a longer --cell"
     await slow
     return times, alone

@@ -127,7 +127,9 @@ async def push(self:ConKernelClient,
     if bad: raise ValueError(f"not valid variable names: {', '.join(map(repr, bad))}")
     if not values: return
     await self._require_python('push')
-    code = f"(lambda: 0).__globals__.update(__import__('builtins').eval({_DECODER!r}, {{}})({_dumps(values)!r}))"
-    reply = await self.execute(code, silent=True, store_history=False, allow_stdin=False, stop_on_error=False,
-                               reply=True, timeout=timeout, subshell_id=subshell_id)
+    update = f"(lambda: 0).__globals__.update(__import__('builtins').eval({_DECODER!r}, {{}})({_dumps(values)!r}))"
+    reply = await self.execute('', silent=True, store_history=False, user_expressions={'push': update}, allow_stdin=False,
+                               stop_on_error=False, reply=True, timeout=timeout, subshell_id=subshell_id)
     if reply['content'].get('status') != 'ok': raise _failed(reply)
+    out = reply['content']['user_expressions']['push']
+    if out.get('status') != 'ok': raise _failed(reply, out)
