@@ -6,7 +6,7 @@ Docs: https://conkernel.github.io/conkernel/values.html.md"""
 
 # %% ../nbs/07a_values.ipynb #fab4aab0
 from __future__ import annotations
-import ast, base64, json, keyword
+import ast, asyncio, base64, json, keyword
 
 from fastcore.utils import patch
 from .errors import KernelError, NotPythonKernelError, UnsupportedValueError
@@ -98,7 +98,11 @@ async def eval(self:ConKernelClient,
     "The value of `expr` in the kernel, as a Python object"
     if not isinstance(expr, str): raise TypeError(f"expr must be a str, not {type(expr).__name__}")
     await self._require_python('eval')
-    if subshell_id is USE_DEFAULT: subshell_id = await self.quick_subshell(timeout)
+    if subshell_id is USE_DEFAULT:  # the quick subshell, made if need be, all within `timeout`
+        loop, timeout = asyncio.get_running_loop(), self.reply_timeout if timeout is USE_DEFAULT else timeout
+        start = loop.time()
+        subshell_id = await self.quick_subshell(timeout)
+        if timeout is not None: timeout = max(0.0, timeout - (loop.time() - start))
     reply = await self.execute('', silent=True, store_history=False, user_expressions={'value': _encoder(expr)},
                                allow_stdin=False, stop_on_error=False, reply=True, timeout=timeout, subshell_id=subshell_id)
     if reply['content'].get('status') != 'ok': raise _failed(reply)
