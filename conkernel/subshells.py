@@ -59,6 +59,8 @@ async def delete_subshell(self:ConKernelClient, subshell_id:str, timeout=USE_DEF
     await self._subshell_request('delete_subshell_request', {'subshell_id': subshell_id}, timeout)
     doomed = [msg_id for msg_id,p in self.router.requests.items() if p.subshell_id == subshell_id]
     self.router.fail(doomed, SubshellError(f"subshell {subshell_id} was deleted before it answered"))
+    q = getattr(self, '_quick', None)
+    if q is not None and q.id == subshell_id: self._quick = None  # the quick subshell (below): the next quick request makes another
 
 # %% ../nbs/07_subshells.ipynb #e233c5aa
 @lru_cache(maxsize=None)
