@@ -84,6 +84,15 @@ async def _require_python(self:ConKernelClient, what:str):
         raise NotPythonKernelError(f"{what} needs a Python kernel: this kernel's language is {lang or 'not given'!r} "
                                    f"({self.kernel_info_reply['content'].get('implementation')})")
 
+def _expression(reply:dict, name:str) -> dict:
+    "The outcome of user expression `name` in an execute_reply; a clear error from a kernel that ignores them"
+    if reply['content'].get('status') != 'ok': raise _failed(reply)
+    out = reply['content'].get('user_expressions', {}).get(name)
+    if out is None: raise RuntimeError("the kernel answered without evaluating the user expression: it ignores "
+                                       "user_expressions, so eval and push cannot work on it")
+    if out.get('status') != 'ok': raise _failed(reply, out)
+    return out
+
 def _failed(reply:dict, content:dict|None=None) -> KernelError:
     "A `KernelError` for a failed `eval` or `push`: `content` (the expression's error) in place of the reply's"
     res = RunResult()
@@ -105,10 +114,7 @@ async def eval(self:ConKernelClient,
         if timeout is not None: timeout = max(0.0, timeout - (loop.time() - start))
     reply = await self.execute('', silent=True, store_history=False, user_expressions={'value': _encoder(expr)},
                                allow_stdin=False, stop_on_error=False, reply=True, timeout=timeout, subshell_id=subshell_id)
-    if reply['content'].get('status') != 'ok': raise _failed(reply)
-    out = reply['content']['user_expressions']['value']
-    if out.get('status') != 'ok': raise _failed(reply, out)
-    text = ast.literal_eval(out['data']['text/plain'])
+    text = ast.literal_eval(_expression(reply, 'value')['data']['text/plain'])
     if not isinstance(text, str): raise ValueError(f"the kernel's answer is not a string: {text!r:.100}")
     return _loads(text)
 
@@ -134,6 +140,4 @@ async def push(self:ConKernelClient,
     update = f"(lambda: 0).__globals__.update(__import__('builtins').eval({_DECODER!r}, {{}})({_dumps(values)!r}))"
     reply = await self.execute('', silent=True, store_history=False, user_expressions={'push': update}, allow_stdin=False,
                                stop_on_error=False, reply=True, timeout=timeout, subshell_id=subshell_id)
-    if reply['content'].get('status') != 'ok': raise _failed(reply)
-    out = reply['content']['user_expressions']['push']
-    if out.get('status') != 'ok': raise _failed(reply, out)
+    _expression(reply, 'push')
