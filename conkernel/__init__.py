@@ -17,6 +17,7 @@ from .requests import *
 from .client import *
 from .outputs import *
 from .subshells import *
+from .values import *
 from .comms import *
 from .debugger import *
 from .manager import *

@@ -14,7 +14,7 @@ import zmq
 from fastcore.utils import patch
 from jupyter_client import AsyncKernelClient
 from jupyter_client.client import validate_string_dict
-from traitlets import Bool, Float, Instance, Integer, Type, default
+from traitlets import Bool, Enum, Float, Instance, Integer, Type, default
 
 from .errors import ChannelsStoppedError, DeadKernelError, KernelUnresponsiveError
 from .router import CHANNELS, USE_DEFAULT, PendingReply, PendingView, Router
@@ -88,6 +88,10 @@ class ConKernelClient(KernelRequests, AsyncKernelClient):
     iopub_timeout = Float(10, allow_none=True, config=True,
         help="Seconds a request that waits for its idle status (`run`, `stream`, `execute_interactive`) keeps "
              "waiting once its reply is in and its output has stopped; then it ends, with a note. None: forever")
+    quick_requests = Enum(['subshell', 'shell'], 'subshell', config=True,
+        help="Where `complete`, `inspect`, `is_complete` and `eval` go when given no `subshell_id`: 'subshell' (one "
+             "the client creates on first need and deletes on stop, so that they answer while the main shell is busy; "
+             "kernels without subshells use the main shell) or 'shell' (the main shell, after whatever runs there)")
 
     @default('context')
     def _context_default(self):
@@ -232,14 +236,17 @@ async def wait_for_ready(self:ConKernelClient, timeout:float|None=60):
 @patch
 def stop_channels(self:ConKernelClient):
     "Fail every in-flight request with `ChannelsStoppedError`, then close the transport"
+    self._quick_delete_nowait()  # the subshell the client made for quick requests (see subshells)
     self.router.close(ChannelsStoppedError("the client's channels were stopped"))
     if self.kernel_transport is not None: self.kernel_transport.close()
 
 @patch
 async def astop_channels(self:ConKernelClient):
     "`stop_channels`, then wait until the transport has stopped and failed waiters have seen their error"
-    self.router.close(ChannelsStoppedError("the client's channels were stopped"))
-    if self.kernel_transport is not None: await self.kernel_transport.aclose()
+    try: await self._quick_delete()
+    finally:
+        self.router.close(ChannelsStoppedError("the client's channels were stopped"))
+        if self.kernel_transport is not None: await self.kernel_transport.aclose()
     await asyncio.sleep(0)
 
 # %% ../nbs/04_client.ipynb #33adf3b6

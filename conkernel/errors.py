@@ -11,7 +11,8 @@ import re
 # %% auto #0
 __all__ = ['DeadKernelError', 'KernelRestartedError', 'ConnectionLostError', 'KernelUnresponsiveError', 'ChannelsStoppedError',
            'MessageTooLargeError', 'KernelStartError', 'BadMessage', 'GatewayError', 'NoSubshellsError',
-           'SubshellError', 'CommClosedError', 'NoDebuggerError', 'DebuggerError', 'strip_ansi', 'KernelError']
+           'SubshellError', 'CommClosedError', 'NoDebuggerError', 'DebuggerError', 'UnsupportedValueError',
+           'NotPythonKernelError', 'strip_ansi', 'KernelError']
 
 # %% ../nbs/00_errors.ipynb #10ae675e
 class DeadKernelError(RuntimeError):
@@ -69,6 +70,13 @@ class DebuggerError(RuntimeError):
         super().__init__(message, response)  # both in args, so that copies keep the response
         self.response = response
     def __str__(self): return self.args[0]
+
+# %% ../nbs/00_errors.ipynb #09bfab12
+class UnsupportedValueError(TypeError):
+    "`eval` or `push` met a value of a type they do not carry (the message names it)"
+
+class NotPythonKernelError(RuntimeError):
+    "`eval` and `push` need a kernel whose language is Python"
 
 # %% ../nbs/00_errors.ipynb #b70367ca
 _ansi = re.compile(r'\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\))')

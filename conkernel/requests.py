@@ -25,10 +25,10 @@ class KernelRequests:
 def complete(self:KernelRequests,
              code:str,                 # the text being completed
              cursor_pos:int|None=None, # where the cursor is (default: the end of `code`)
-             *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id:str|None=None):
+             *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id=USE_DEFAULT):
     "Ask for completions; the msg_id, or with `reply=True` an awaitable of the complete_reply"
     content = dict(code=code, cursor_pos=len(code) if cursor_pos is None else cursor_pos)
-    return self._request('shell', 'complete_request', content, reply, timeout, msg_id, subshell_id)
+    return self._quick_request('shell', 'complete_request', content, reply, timeout, msg_id, subshell_id)
 
 # %% ../nbs/05_requests.ipynb #cbaf1d47
 @patch
@@ -36,10 +36,10 @@ def inspect(self:KernelRequests,
             code:str,                 # the text holding the object
             cursor_pos:int|None=None, # where the cursor is (default: the end of `code`)
             detail_level:int=0,       # 0 or 1 (1 adds the source, where there is one)
-            *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id:str|None=None):
+            *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id=USE_DEFAULT):
     "Ask about the object at the cursor; the msg_id, or with `reply=True` an awaitable of the inspect_reply"
     content = dict(code=code, cursor_pos=len(code) if cursor_pos is None else cursor_pos, detail_level=detail_level)
-    return self._request('shell', 'inspect_request', content, reply, timeout, msg_id, subshell_id)
+    return self._quick_request('shell', 'inspect_request', content, reply, timeout, msg_id, subshell_id)
 
 # %% ../nbs/05_requests.ipynb #ace06182
 @patch
@@ -60,9 +60,9 @@ def history(self:KernelRequests,
 @patch
 def is_complete(self:KernelRequests,
                 code:str, # the code typed so far
-                *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id:str|None=None):
+                *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id=USE_DEFAULT):
     "Ask whether `code` is ready to run; the msg_id, or with `reply=True` an awaitable of the is_complete_reply"
-    return self._request('shell', 'is_complete_request', {'code':code}, reply, timeout, msg_id, subshell_id)
+    return self._quick_request('shell', 'is_complete_request', {'code':code}, reply, timeout, msg_id, subshell_id)
 
 @patch
 def comm_info(self:KernelRequests,

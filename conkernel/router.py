@@ -126,6 +126,7 @@ class Router:
         self.queues = {ch: MsgQueue(ch, maxlen, max_bytes if ch == 'iopub' else None) for ch in CHANNELS}  # replies to collect: count only
         self.stats = Counter()
         self.closed = None  # the exception new requests get once the router is closed
+        self.closings = 0   # how many times it was closed: what belongs to one connection (a managed subshell) compares it
         self.maxlen,self.abandoned = maxlen,OrderedDict()  # msg_ids whose caller stopped waiting, oldest first
         self.inputs = deque(maxlen=100)  # input_requests not yet answered, newest last
         self.iopub_timeout,self.heard,self.sent = iopub_timeout,0.0,0  # `heard`: loop time a message last arrived
@@ -283,6 +284,7 @@ def fail(self:Router, msg_ids, exc:BaseException):
 def close(self:Router, exc:BaseException):
     "Fail every in-flight request and queue getter with (a copy of) `exc`; refuse new requests and reads of empty queues"
     self.closed = exc
+    self.closings += 1
     self.fail(list(self.requests), exc)
     for q in self.queues.values(): q.close(exc)
     self._tell(exc)

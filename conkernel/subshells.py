@@ -6,13 +6,13 @@ Docs: https://conkernel.github.io/conkernel/subshells.html.md"""
 
 # %% ../nbs/07_subshells.ipynb #6f19807e
 from __future__ import annotations
-import inspect, logging
+import asyncio, inspect, logging
 from contextlib import asynccontextmanager
 from functools import lru_cache, partial
 
 from fastcore.utils import patch
 from .errors import NoSubshellsError, SubshellError
-from .router import USE_DEFAULT
+from .router import USE_DEFAULT, PendingReply
 from .client import ConKernelClient
 
 # %% auto #0
@@ -59,6 +59,8 @@ async def delete_subshell(self:ConKernelClient, subshell_id:str, timeout=USE_DEF
     await self._subshell_request('delete_subshell_request', {'subshell_id': subshell_id}, timeout)
     doomed = [msg_id for msg_id,p in self.router.requests.items() if p.subshell_id == subshell_id]
     self.router.fail(doomed, SubshellError(f"subshell {subshell_id} was deleted before it answered"))
+    q = getattr(self, '_quick', None)
+    if q is not None and q.id == subshell_id: self._quick = None  # the quick subshell (below): the next quick request makes another
 
 # %% ../nbs/07_subshells.ipynb #e233c5aa
 @lru_cache(maxsize=None)
@@ -88,3 +90,107 @@ async def subshell(self:ConKernelClient, timeout=USE_DEFAULT):
         except Exception as e: logging.getLogger('conkernel').warning("could not delete %r: %s", sub, e)
         raise
     await self.delete_subshell(sub.subshell_id, timeout)
+
+# %% ../nbs/07_subshells.ipynb #c6c76f6d
+class _Quick:
+    "The subshell a client made for quick requests: the task creating it, and the router closing it belongs after"
+    __slots__ = 'task','closings'
+    def __init__(self, task:asyncio.Task, closings:int): self.task,self.closings = task,closings
+
+    @property
+    def id(self) -> str|None:
+        "The subshell's id once created (None while it is being made, or if that failed)"
+        t = self.task
+        return t.result() if t.done() and not t.cancelled() and t.exception() is None else None
+
+def _retrieve(task):
+    "Done callback: the task's error was given to its callers; don't log it as never retrieved"
+    if not task.cancelled(): task.exception()
+
+@patch
+def _quick_current(self:ConKernelClient) -> _Quick|None:
+    "The quick subshell made since the router last closed, if any"
+    q = getattr(self, '_quick', None)
+    return q if q is not None and q.closings == self.router.closings else None
+
+@patch
+async def quick_subshell(self:ConKernelClient, timeout=USE_DEFAULT) -> str|None:
+    "The id of the subshell quick requests run on, created on first need; None when they go to the main shell"
+    self.router.check_open()
+    if self.quick_requests != 'subshell' or not await self.supports_subshells(): return None
+    q = self._quick_current()
+    if q is None or (q.task.done() and q.id is None):  # none for this connection yet, or making it failed: try again
+        q = self._quick = _Quick(asyncio.ensure_future(self.create_subshell(timeout)), self.router.closings)
+        q.task.add_done_callback(_retrieve)
+    return await asyncio.shield(q.task)  # a caller who gives up does not stop the creation the others wait for
+
+# %% ../nbs/07_subshells.ipynb #afce5e6c
+@patch
+def _quick_target(self:ConKernelClient) -> tuple:
+    "Where a quick request goes now: `(subshell_id, True)`, or `(None, False)` while the quick subshell is still to be made"
+    if self.quick_requests != 'subshell': return None, True
+    info = getattr(self, 'kernel_info_reply', None)
+    if info is not None and 'kernel subshells' not in info['content'].get('supported_features', []): return None, True
+    q = self._quick_current()
+    sid = None if q is None else q.id
+    return sid, sid is not None
+
+@patch
+def _quick_request(self:ConKernelClient, channel:str, msg_type:str, content:dict, reply:bool=False,
+                   timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id=USE_DEFAULT):
+    "Send a quick request: on `subshell_id` when given (None: the main shell), else where `quick_requests` says"
+    if subshell_id is USE_DEFAULT:
+        if not reply: subshell_id = None  # read later by code written for jupyter_client: as it expects, on the main shell
+        else:
+            subshell_id, ready = self._quick_target()
+            if not ready: return self._quick_deferred(channel, msg_type, content, timeout, msg_id)
+    return self._request(channel, msg_type, content, reply, timeout, msg_id, subshell_id)
+
+@patch
+def _quick_deferred(self:ConKernelClient, channel:str, msg_type:str, content:dict, timeout, msg_id:str|None) -> PendingReply:
+    "Register the request now (it is pending, its timeout runs); a task sends it once the quick subshell exists"
+    msg = self.session.msg(msg_type, content)
+    if msg_id is not None: msg['msg_id'] = msg['header']['msg_id'] = msg_id
+    if msg_id in self.router.abandoned:
+        raise ValueError(f"msg_id {msg_id!r} belongs to a request that timed out: its reply may still come, so send under a fresh msg_id")
+    timeout = self.reply_timeout if timeout is USE_DEFAULT else timeout
+    future = self.router.register(msg['header']['msg_id'], msg_type, timeout, channel=channel)
+    asyncio.ensure_future(self._quick_send(channel, msg, future, timeout)).add_done_callback(_retrieve)
+    return PendingReply(msg['header']['msg_id'], self.router)
+
+@patch
+async def _quick_send(self:ConKernelClient, channel:str, msg:dict, future:asyncio.Future, timeout):
+    "Send `msg` on the quick subshell once it exists, unless its caller gave up meanwhile; fail it if making the subshell failed"
+    msg_id = msg['header']['msg_id']
+    try: sid = await self.quick_subshell(timeout)
+    except Exception as e: return self.router.fail([msg_id], e)
+    p = self.router.requests.get(msg_id)
+    if p is None or p.future is not future: return  # withdrawn, timed out or failed while the subshell was made
+    if sid is not None: msg['header']['subshell_id'] = p.subshell_id = sid
+    try: self._send(channel, msg)
+    except Exception as e: self.router.fail([msg_id], e)
+
+
+# %% ../nbs/07_subshells.ipynb #04146bce
+@patch
+def _quick_forget(self:ConKernelClient) -> str|None:
+    "Forget the quick subshell; its id when the kernel still has it and can be asked to delete it"
+    q, self._quick = self._quick_current(), None
+    if q is None or self.router.closed is not None or not self.channels_running: return None
+    return q.id
+
+@patch
+def _quick_delete_nowait(self:ConKernelClient):
+    "Ask the kernel to delete the quick subshell, without waiting for its answer (`stop_channels`)"
+    sid = self._quick_forget()
+    if sid is None: return
+    try: self._send('control', self.session.msg('delete_subshell_request', {'subshell_id': sid}))
+    except Exception as e: logging.getLogger('conkernel').info("could not delete quick subshell %s: %s", sid, e)
+
+@patch
+async def _quick_delete(self:ConKernelClient, timeout:float=2):
+    "Delete the quick subshell, waiting at most `timeout` seconds for the kernel to confirm (`astop_channels`)"
+    sid = self._quick_forget()
+    if sid is None: return
+    try: await self._subshell_request('delete_subshell_request', {'subshell_id': sid}, timeout)
+    except Exception as e: logging.getLogger('conkernel').info("could not delete quick subshell %s: %s", sid, e)

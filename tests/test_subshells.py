@@ -3,7 +3,7 @@ import asyncio
 
 import pytest
 
-from conkernel import NoSubshellsError, Subshell, SubshellError, run_kernel
+from conkernel import ChannelsStoppedError, NoSubshellsError, Subshell, SubshellError, run_kernel
 
 
 def value(reply): return reply['content']['user_expressions']['v']['data']['text/plain']
@@ -65,4 +65,61 @@ async def test_run_and_stream_on_subshells_keep_their_own_outputs():
             assert on_a.stdout == ''.join(f'a {i}\n' for i in range(5))
             assert ''.join(m['content']['text'] for m in streamed if m['msg_type'] == 'stream') == 'b\n'  # (one or two pieces)
             assert streamed[-1]['msg_type'] == 'execute_reply'
+        assert len(kc.pending) == 0
+
+
+@pytest.mark.parametrize('kernel', ['python3', 'py'])
+async def test_quick_requests_answer_before_a_long_cell_ends(kernel):
+    async with run_kernel(kernel) as (km, kc):
+        await kc.execute('alpha_one = 1', reply=True)
+        # 50 first-time completes race to create the quick subshell: one is made, every caller gets its answer
+        replies = await asyncio.gather(*[kc.complete('alpha_', reply=True) for _ in range(50)])
+        assert {tuple(r['content']['matches']) for r in replies} == {('alpha_one',)}
+        slow = kc.execute('import time; time.sleep(3)', reply=True)
+        await asyncio.sleep(0.2)
+        rest = await asyncio.gather(kc.complete('alpha_', reply=True), kc.inspect('alpha_one', reply=True),
+                                    kc.is_complete('for x in y:', reply=True), kc.eval('alpha_one + 1'))
+        assert not slow.future.done()  # every answer came before the long cell's reply: an ordering, not a timing
+        assert rest[0]['content']['matches'] == ['alpha_one'] and rest[1]['content']['found']
+        assert rest[2]['content']['status'] == 'incomplete' and rest[3] == 2
+        assert await kc.list_subshells() == [await kc.quick_subshell()]
+        on_main = kc.complete('alpha_', reply=True, subshell_id=None)  # explicitly the main shell: after the cell
+        await on_main
+        assert slow.future.done()
+        assert len(kc.pending) == 0
+
+
+async def test_quick_subshell_through_restart_stop_and_cancellation():
+    async with run_kernel() as (km, kc):
+        first = await kc.quick_subshell()
+        await km.restart_kernel()
+        assert (await kc.complete('impo', reply=True))['content']['matches'][:1] == ['import']
+        second = await kc.quick_subshell()
+        assert second != first and await kc.list_subshells() == [second]
+        # dropped or cancelled before the subshell exists: nothing is left waiting
+        await kc.astop_channels()
+        await kc.start_channels()
+        waiter = asyncio.ensure_future(kc.complete('impo', reply=True))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        kc.complete('impo', reply=True)  # dropped unawaited
+        await asyncio.sleep(0.2)
+        assert len(kc.pending) == 0
+        # stopped while the subshell is being created: every caller hears ChannelsStoppedError
+        await kc.astop_channels()
+        await kc.start_channels()
+        callers = [kc.complete('impo', reply=True) for _ in range(20)] + [kc.eval('1')]
+        await asyncio.sleep(0)
+        kc.stop_channels()
+        results = await asyncio.gather(*callers, return_exceptions=True)
+        assert all(isinstance(r, ChannelsStoppedError) for r in results), results
+        assert len(kc.pending) == 0
+        with pytest.raises(ChannelsStoppedError): kc.complete('x', reply=True)
+        await kc.start_channels()
+
+
+async def test_quick_requests_on_a_kernel_without_subshells_use_the_main_shell():
+    async with run_kernel('xpython') as (km, kc):
+        assert await kc.quick_subshell() is None
+        assert (await kc.is_complete('for x in y:', reply=True))['content']['status'] == 'incomplete'
         assert len(kc.pending) == 0
