@@ -101,13 +101,13 @@ def claim(self:MsgQueue, msg_id:str) -> dict|None:
 # %% ../nbs/02_router.ipynb #5b057f2a
 class Pending:
     "One in-flight request: its reply future, what it still waits for, and notes on what it may have missed"
-    __slots__ = ('msg_type','future','timer','reply','want_idle','on_iopub','on_stdin','channel','subshell_id','seq',
-                 'heard','notes')
+    __slots__ = ('msg_type','future','timer','deadline','reply','want_idle','on_iopub','on_stdin','channel','subshell_id',
+                 'seq','heard','notes')
 
     def __init__(self, msg_type, future, want_idle, on_iopub, on_stdin, channel, subshell_id, seq):
         self.msg_type,self.future,self.want_idle,self.on_iopub,self.on_stdin = msg_type,future,want_idle,on_iopub,on_stdin
         self.channel,self.subshell_id,self.seq = channel,subshell_id,seq
-        self.timer = self.reply = None
+        self.timer = self.deadline = self.reply = None  # deadline: (loop time, timeout) its caller stops waiting at
         self.heard,self.notes = 0.0,[]
 
     @property
@@ -147,7 +147,9 @@ def register(self:Router, msg_id:str, msg_type:str, timeout:float|None=None, unt
     loop = self.loop or asyncio.get_running_loop()  # check_open made sure it is the running loop
     self.sent += 1
     p = Pending(msg_type, loop.create_future(), until_idle, on_iopub, on_stdin, channel, subshell_id, self.sent)
-    if timeout is not None: p.timer = loop.call_later(timeout, self.expire, msg_id, timeout)
+    if timeout is not None:
+        p.timer = loop.call_later(timeout, self.expire, msg_id, timeout)
+        p.deadline = p.timer.when(),timeout
     self.requests[msg_id] = p
     return p.future
 
@@ -247,8 +249,11 @@ def _call(self:Router, handler, msg:dict):
 # %% ../nbs/02_router.ipynb #265c5af7
 @patch
 def _await_idle(self:Router, msg_id:str, p:Pending, delay:float):
+    "Look again in `delay` s whether the idle of `msg_id` (whose reply is in) is overdue; its caller's timeout still holds"
+    loop = asyncio.get_running_loop()
     if p.timer is not None: p.timer.cancel()
-    p.timer = asyncio.get_running_loop().call_later(delay, self._idle_overdue, msg_id)
+    if p.deadline is not None and loop.time() + delay >= p.deadline[0]: p.timer = loop.call_at(p.deadline[0], self.expire, msg_id, p.deadline[1])
+    else: p.timer = loop.call_later(delay, self._idle_overdue, msg_id)
 
 @patch
 def _idle_overdue(self:Router, msg_id:str):
