@@ -54,15 +54,21 @@ async def test_breakpoint_locals_continue_and_the_cell_replies():
         assert len(kc.pending) == 0
 
 
+async def stop_read_continue(kc, cell:str, line:int, name:str) -> str:
+    "Break at `line` of `cell`, run it, read local `name` where it stopped, continue: the value read (the cell must reply ok)"
+    async with kc.debugger(timeout=20) as dbg:
+        await dbg.break_in(cell, [line])
+        ran = kc.execute(cell, reply=True)
+        await dbg.wait_event('stopped', timeout=10)
+        value = (await dbg.locals())[name]
+        await dbg.continue_()
+        assert (await asyncio.wait_for(ran, 10))['content']['status'] == 'ok'
+    return value
+
+
 async def test_breakpoint_on_xeus_python():
     async with run_kernel('xpython') as (km, kc):  # one request at a time: xeus-python stalls on pipelines
-        async with kc.debugger(timeout=20) as dbg:
-            await dbg.break_in(CELL, [3])
-            ran = kc.execute(CELL, reply=True)
-            await dbg.wait_event('stopped', timeout=10)
-            assert (await dbg.locals())['y'] == '42'
-            await dbg.continue_()
-            assert (await asyncio.wait_for(ran, 10))['content']['status'] == 'ok'
+        assert await stop_read_continue(kc, CELL, 3, 'y') == '42'
         assert (await kc.execute('1', reply=True, timeout=10))['content']['status'] == 'ok'
         assert len(kc.pending) == 0
 

@@ -296,12 +296,5 @@ get_ipython().kernel.comm_manager.register_target('echo', echo)""", reply=True)
         msg = await comm.recv(timeout=10)
         assert msg['content']['data'] == {'echo': {'x': 1}} and [bytes(b) for b in msg['buffers']] == [b'\x00\x01\x02', b'zz']
         comm.close()
-        cell = "def f(x):\n    y = x + 1\n    return y\nf(1)"
-        async with kc.debugger(timeout=20) as dbg:
-            await dbg.break_in(cell, [3])
-            ran = kc.execute(cell, reply=True)
-            await dbg.wait_event('stopped', timeout=10)
-            assert (await dbg.locals())['y'] == '2'
-            await dbg.continue_()
-            assert (await asyncio.wait_for(ran, 10))['content']['status'] == 'ok'
+        assert await stop_read_continue(kc, "def f(x):\n    y = x + 1\n    return y\nf(1)", 3, 'y') == '2'
         assert len(kc.pending) == 0
