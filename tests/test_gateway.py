@@ -10,6 +10,7 @@ from conkernel.errors import ConnectionLostError, GatewayError
 from conkernel.gateway import ConGatewayKernelManager, run_gateway_kernel
 from conkernel.testing import LocalServer, free_port
 from conkernel.websocket import WebsocketTransport
+from test_debugger import stop_read_continue
 
 APPS = ['kernelgateway', 'server']
 
