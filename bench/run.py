@@ -178,6 +178,22 @@ def chart(rows: list, path: Path):
     plt.close(fig)
 
 
+def markdown(rows: list) -> str:
+    "The throughput rows as the README's table: each client against the floor, and against AsyncKernelClient one at a time"
+    tp = [r for r in rows if 'rps' in r]
+    floor = {(r['kernel'], r['inflight']): r for r in tp if r['client'] == 'floor'}
+    plain = {r['kernel']: r for r in tp if r['client'] == 'plain'}
+    out = ['| kernel | in flight | client | requests/s | CPU µs/request | requests/s vs floor | CPU vs floor | CPU vs AsyncKernelClient | round trip ms |',
+           '|---|---:|---|---:|---:|---:|---:|---:|---:|']
+    for r in tp:
+        f, p = floor[r['kernel'], r['inflight']], plain.get(r['kernel'])
+        vs_plain = f"{r['cpu_us'] / p['cpu_us']:.2f}" if p and r['inflight'] == 1 else ''
+        rtt = f"{r['rtt_ms']:.2f}" if 'rtt_ms' in r else ''
+        out.append(f"| {KERNEL_NAMES.get(r['kernel'], r['kernel'])} | {r['inflight']:,} | {CLIENT_NAMES[r['client']].split(' (')[0]} | "
+                   f"{r['rps']:.0f} | {r['cpu_us']:.0f} | {r['rps'] / f['rps']:.2f} | {r['cpu_us'] / f['cpu_us']:.2f} | {vs_plain} | {rtt} |")
+    return '\n'.join(out)
+
+
 def table(rows: list) -> str:
     "The results as text tables"
     out = [f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"]
@@ -227,6 +243,7 @@ if __name__ == '__main__':
     args = p.parse_args()
     rows = asyncio.run(main(args.kernels, args.reps, args.quick))
     print(table(rows))
+    print(markdown(rows))
     out = Path(__file__).parent/'results'
     out.mkdir(exist_ok=True)
     (out/'latest.json').write_text(json.dumps(rows, indent=1))
