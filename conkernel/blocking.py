@@ -48,11 +48,17 @@ async def _settle(fn, args, kwargs):
     res = fn(*args, **kwargs)
     return await res if inspect.isawaitable(res) else res
 
+_ASYNC_ONLY = 'comm_open', 'register_target', 'unregister_target', 'comms', 'debugger'  # objects with async methods and callbacks
+
 class BlockingConKernelClient:
     "The request API of a `ConKernelClient`, synchronous and safe to call from any number of threads"
     def __init__(self, client:ConKernelClient, loop_thread:LoopThread): self.client,self.loop_thread = client,loop_thread
 
     def __getattr__(self, name):
+        if name in _ASYNC_ONLY:
+            raise NotImplementedError(f"{name} is not available on the blocking client: comms and the debugger have async "
+                                      "methods and callbacks of their own that must run on the client's event loop; use "
+                                      "the async client (ConKernelClient, e.g. `async with run_kernel() as (km, kc)`)")
         attr = getattr(self.client, name)
         if not callable(attr): return attr
         def blocking(*args, **kwargs):

@@ -6,7 +6,7 @@ Docs: https://conkernel.github.io/conkernel/comms.html.md"""
 
 # %% ../nbs/07b_comms.ipynb #25682349
 from __future__ import annotations
-import asyncio, logging, uuid
+import asyncio, inspect, logging, uuid
 from queue import Empty
 
 from fastcore.utils import patch
@@ -24,6 +24,13 @@ COMM_TYPES = 'comm_open', 'comm_msg', 'comm_close'
 def _nbytes(msg:dict, pack) -> int:
     "About how many bytes `msg` holds: its content packed again, and its buffers"
     return len(pack(msg['content'])) + sum(memoryview(b).nbytes for b in msg.get('buffers') or ())
+
+def _plain(callback, what:str):
+    "Refuse an async `callback`: it is called in the reader, which does not await it, so its work would never run"
+    if inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(getattr(callback, '__call__', None)):
+        raise TypeError(f"{what} {callback!r} is an async function: it would be called but never awaited, and its "
+                        "message lost: give a plain function; it may start a task (asyncio.create_task) for async work")
+    if callback is not None and not callable(callback): raise TypeError(f"{what} {callback!r} is not callable")
 
 # %% ../nbs/07b_comms.ipynb #74c593ab
 class Comm:
@@ -81,12 +88,14 @@ async def __anext__(self:Comm) -> dict:
 # %% ../nbs/07b_comms.ipynb #a0116d74
 @patch
 def on_msg(self:Comm, handler):
-    "Call `handler(msg)` for each message from the kernel instead of queueing it (None: queue again)"
+    "Call `handler(msg)` for each message from the kernel instead of queueing it (None: queue again); not an async function"
+    _plain(handler, 'handler')
     self.handler = handler
 
 @patch
 def on_close(self:Comm, handler):
     "Call `handler(msg)` when the comm closes: the kernel's comm_close, or None when closed here or with the client"
+    _plain(handler, 'close handler')
     self.close_handler = handler
 
 # %% ../nbs/07b_comms.ipynb #a2d67a4d
@@ -128,6 +137,7 @@ def _buffers(buffers) -> list:
 def _send_comm(self:ConKernelClient, msg_type:str, content:dict, metadata:dict|None, buffers) -> str:
     "Send a comm message (no reply comes) on shell, with binary `buffers`; its msg_id"
     if not isinstance(content.get('data'), dict): raise TypeError(f"a comm's data is a dict, not {type(content['data']).__name__}")
+    if metadata is not None and not isinstance(metadata, dict): raise TypeError(f"a comm's metadata is a dict, not {type(metadata).__name__}")
     msg = self.session.msg(msg_type, content, metadata=metadata or {})
     msg['buffers'] = _buffers(buffers)
     self.router.check_open()
@@ -144,17 +154,18 @@ def send(self:Comm, data:dict|None=None, metadata:dict|None=None, buffers:list|N
 
 @patch
 def close(self:Comm, data:dict|None=None, metadata:dict|None=None, buffers:list|None=None):
-    "Close the comm, telling the kernel's side unless it is already closed"
+    "Close the comm, telling the kernel's side unless it is already closed (bad arguments raise, leaving it open)"
     if self.is_closed: return
-    self._ended('client')
     self.comms.client._send_comm('comm_close', dict(comm_id=self.comm_id, data={} if data is None else data),
-                                 metadata, buffers)
+                                 metadata, buffers)  # first: it checks the arguments, and may raise
+    self._ended('client')
 
 # %% ../nbs/07b_comms.ipynb #cef029ab
 class Comms:
     "A client's open comms by `comm_id`, and the targets that receive the comms the kernel opens"
     def __init__(self, client:ConKernelClient):
         self.client,self.comms,self.targets = client,{},{}
+        self.front_end = False  # registered a target once: answers the kernel's comms for other targets with a close
         watchers = client.router.watchers
         if taken := [t for t in COMM_TYPES if watchers.get(t) is not None]:
             raise RuntimeError(f"another handler already watches {', '.join(taken)} on this client")
@@ -193,9 +204,11 @@ def dispatch(self:Comms, msg:dict):
 # %% ../nbs/07b_comms.ipynb #b076d672
 @patch
 def register_target(self:Comms, target_name:str, callback):
-    "Give each comm the kernel opens for `target_name` to `callback(comm, open_msg)`, called as it arrives"
-    if not callable(callback): raise TypeError(f"callback {callback!r} is not callable")
+    "Give each comm the kernel opens for `target_name` to `callback(comm, open_msg)` (a plain function), called as it arrives"
+    if callback is None: raise TypeError("callback None is not callable")
+    _plain(callback, 'target callback')
     self.targets[target_name] = callback
+    self.front_end = True
 
 @patch
 def unregister_target(self:Comms, target_name:str):
@@ -208,6 +221,7 @@ def _opened(self:Comms, msg:dict, comm_id:str, target_name):
     if comm_id in self.comms: stats['comm_duplicate'] += 1; return
     callback = self.targets.get(target_name)
     if callback is None:
+        if not self.front_end: stats['comm_open_ignored'] += 1; return  # another client may show it
         stats['comm_unknown_target'] += 1
         if self.client.router.closed is None:  # the spec: close it at once, so that both sides agree
             self.client._send_comm('comm_close', dict(comm_id=comm_id, data={}), None, None)

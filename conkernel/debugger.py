@@ -29,6 +29,7 @@ class Debugger:
         self.client,self.timeout,self.seq = client,timeout,0
         self.events,self.waiters,self.dropped = deque(),[],0
         self.stopped = {}  # threadId -> the stopped event of each thread stopped now
+        self.breakpoints = {}  # source path -> the lines `set_breakpoints` set there (cleared by `stop`)
         self.info,self.capabilities,self.started = None,None,False
 
     def __repr__(self): return f"<Debugger {'started' if self.started else 'idle'}, {len(self.stopped)} threads stopped>"
@@ -38,7 +39,12 @@ class Debugger:
 def debugger(self:ConKernelClient, timeout:float=30) -> Debugger:
     "A `Debugger` for this client's kernel (`async with kc.debugger() as dbg:` starts and stops it)"
     info = (getattr(self, 'kernel_info_reply', None) or {}).get('content')
-    if info is not None and not (info.get('debugger') or 'debugger' in info.get('supported_features', ())):
+    if info is None: return Debugger(self, timeout)  # `start` asks the kernel, and checks again
+    if info.get('implementation') == 'ipymini':
+        raise NoDebuggerError(f"kernel ipymini {info.get('implementation_version')} says it has a debugger, but once it is "
+                              "attached the kernel sends no execute_reply and no idle status to any client (measured on "
+                              "ipymini 0.1.25): debug with ipykernel or xeus-python")
+    if not (info.get('debugger') or 'debugger' in info.get('supported_features', ())):
         raise NoDebuggerError(f"kernel {info.get('implementation')} {info.get('implementation_version')} has no debugger: its "
                               "kernel_info lists no 'debugger' in supported_features (nor says debugger: true)")
     return Debugger(self, timeout)
@@ -144,17 +150,21 @@ def _unwatch(self:Debugger):
 # %% ../nbs/07c_debugger.ipynb #cf63f1b0
 @patch
 async def stop(self:Debugger):
-    "Let every stopped thread run on, then `disconnect`: the kernel runs code as before"
+    "Clear the session's breakpoints, let every stopped thread run on, then `disconnect`: the kernel runs code as before"
     if not self.started: return
     try:
         if self.client.router.closed is None:  # (a dead kernel has no debugger to tell)
-            if self.stopped:
+            for path in list(self.breakpoints):  # first: a thread let run on must not stop again before the disconnect
+                try: await self.set_breakpoints(path, [])
+                except DebuggerError as e: _log.warning("%r: %s", self, e)
+            while self.stopped:  # each continue_ takes at least its thread out of `stopped`
                 try: await self.continue_()
                 except DebuggerError as e: _log.warning("%r: %s", self, e)  # disconnecting lets it run on too
             await self.request('disconnect', dict(restart=False, terminateDebuggee=False))
     finally:
         self.started = False
         self.stopped.clear()
+        self.breakpoints.clear()
         self._unwatch()
 
 @patch
@@ -179,7 +189,10 @@ async def dump_cell(self:Debugger, code:str) -> str:
 async def set_breakpoints(self:Debugger, path:str, lines:list) -> list:
     "Set breakpoints on `lines` (1-based) of source `path`, replacing its others; the breakpoints as set"
     args = dict(source=dict(path=path), breakpoints=[dict(line=l) for l in lines], sourceModified=False)
-    return (await self.request('setBreakpoints', args))['body']['breakpoints']
+    if lines: self.breakpoints[path] = list(lines)  # before sending: `stop` clears it even if this is cancelled
+    response = await self.request('setBreakpoints', args)
+    if not lines: self.breakpoints.pop(path, None)
+    return response['body']['breakpoints']
 
 @patch
 async def break_in(self:Debugger, code:str, lines:list) -> str:
@@ -211,9 +224,12 @@ async def continue_(self:Debugger, thread_id:int|None=None) -> dict:
     if thread_id is None: thread_id = next(iter(self.stopped), None)
     if thread_id not in self.stopped:  # ipykernel 7.4 would never answer, and its debugger would answer nothing more
         raise DebuggerError(f"continue: {'no thread' if thread_id is None else f'thread {thread_id}'} is stopped")
+    before = dict(self.stopped)
+    del self.stopped[thread_id]  # at once: a second continue_ is refused, and a cancelled one leaves it running
     response = await self.request('continue', dict(threadId=thread_id))
-    if (response.get('body') or {}).get('allThreadsContinued', True): self.stopped.clear()  # no 'continued' event comes
-    else: self.stopped.pop(thread_id, None)
+    if (response.get('body') or {}).get('allThreadsContinued', True):  # no 'continued' event comes
+        for tid,event in before.items():  # (a thread that stopped again since then stays stopped)
+            if self.stopped.get(tid) is event: del self.stopped[tid]
     return response
 
 # %% ../nbs/07c_debugger.ipynb #869b7112

@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conkernel import BlockingConKernelClient, ChannelsStoppedError, DeadKernelError, blocking_kernel, run_kernel
+from conkernel import BlockingConKernelClient, ChannelsStoppedError, ConKernelClient, DeadKernelError, blocking_kernel, run_kernel
 
 
 def own(kc, i):
@@ -60,3 +60,9 @@ def test_errors_are_raised_in_the_calling_thread():
             time.sleep(0.3)
             os.kill(kc.parent.provisioner.pid, signal.SIGKILL)
             with pytest.raises(DeadKernelError): waiting.result(timeout=10)
+
+
+def test_comms_and_the_debugger_are_refused_with_the_way_to_them():
+    kc = BlockingConKernelClient(ConKernelClient(), None)  # refused before the loop is used
+    for name in ('comm_open', 'register_target', 'unregister_target', 'comms', 'debugger'):
+        with pytest.raises(NotImplementedError, match='use the async client'): getattr(kc, name)

@@ -3,7 +3,7 @@ import asyncio, os, signal, time
 
 import pytest
 
-from conkernel import ChannelsStoppedError, CommClosedError, DeadKernelError, run_kernel
+from conkernel import ChannelsStoppedError, CommClosedError, ConKernelClient, DeadKernelError, run_kernel
 
 ECHO = """
 def echo(comm, msg):
@@ -117,3 +117,53 @@ async def test_kill_ends_every_comm_waiter():
         with pytest.raises(CommClosedError): comm.send({})
         with pytest.raises(DeadKernelError): kc.comm_open('echo')
         assert len(kc.pending) == 0
+
+
+async def test_async_handlers_are_refused():
+    kc = ConKernelClient()
+    kc._send = lambda channel, msg: None
+    async def later(*args): pass
+    class Later:
+        async def __call__(self, *args): pass
+    for callback in (later, Later()):
+        with pytest.raises(TypeError, match='give a plain function; it may start a task'): kc.register_target('t', callback)
+    comm = kc.comm_open('t')
+    for set_handler in (comm.on_msg, comm.on_close):
+        with pytest.raises(TypeError, match='give a plain function'): set_handler(later)
+        set_handler(lambda msg: None)
+        set_handler(None)
+    assert kc.comms.targets == {} and not kc.comms.front_end
+
+
+async def read_in_kernel(kc, expr):
+    return (await kc.execute('', user_expressions={'e': expr}, reply=True, timeout=10))['content']['user_expressions']['e']['data']['text/plain']
+
+
+async def test_a_bad_close_changes_nothing_and_a_client_without_targets_leaves_kernel_comms_alone():
+    async with run_kernel() as (km, kc):
+        await kc.execute(ECHO, reply=True)
+        comm = kc.comm_open('echo')
+        await comm.recv(timeout=5)
+        in_kernel = f"{comm.comm_id!r} in get_ipython().kernel.comm_manager.comms"
+        for bad in (dict(data=['not', 'a', 'dict']), dict(metadata=[1]), dict(buffers=[object()])):
+            with pytest.raises(TypeError): comm.close(**bad)
+            with pytest.raises(TypeError): comm.send(**bad)
+        assert not comm.is_closed and await read_in_kernel(kc, in_kernel) == 'True'
+        comm.close()
+        assert comm.closed_by == 'client' and await read_in_kernel(kc, in_kernel) == 'False'
+        # a second client that only opens comms of its own does not close the widgets the first one shows
+        kc2 = await km.client().start_channels()
+        try:
+            kc2.comm_open('echo')
+            shown = []
+            kc.register_target('jupyter.widget', lambda c, m: shown.append(c))
+            await kc.execute('from ipywidgets import IntSlider\nw = IntSlider()', reply=True)
+            for _ in range(50):  # until its iopub has seen the slider's opens (layout, style, slider)
+                if kc2.stats['comm_open_ignored'] >= 3: break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)  # a close it sent would have reached the kernel by now
+            assert kc2.stats['comm_open_ignored'] == 3 and kc2.stats['comm_unknown_target'] == 0
+            assert await read_in_kernel(kc, 'w.comm is not None and not w.comm._closed') == 'True'
+            model_id = eval(await read_in_kernel(kc, 'w.model_id'))
+            assert any(c.comm_id == model_id and not c.is_closed for c in shown)
+        finally: kc2.stop_channels()

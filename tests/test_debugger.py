@@ -66,9 +66,44 @@ async def stop_read_continue(kc, cell:str, line:int, name:str) -> str:
     return value
 
 
+LOOP = "tot = 0\nfor i in range(50):\n    tot += i\ntot"
+
+
+async def leave_stopped_in_a_loop(kc):
+    "Leave the session while stopped at a breakpoint inside a loop: the cell finishes, and a new session works"
+    async with kc.debugger(timeout=10) as dbg:
+        await dbg.break_in(LOOP, [3])
+        ran = kc.execute(LOOP, user_expressions={'t': 'tot'}, reply=True)
+        await dbg.wait_event('stopped', timeout=10)
+    reply = await asyncio.wait_for(ran, 10)
+    assert reply['content']['user_expressions']['t']['data']['text/plain'] == '1225'
+    assert await stop_read_continue(kc, CELL, 3, 'y') == '42'  # the debugger still answers
+
+
+async def test_concurrent_and_cancelled_continue_and_leaving_in_a_loop():
+    async with run_kernel() as (km, kc):
+        async with kc.debugger(timeout=10) as dbg:
+            await dbg.break_in(CELL, [3])
+            ran = kc.execute(CELL, reply=True)
+            await dbg.wait_event('stopped', timeout=10)
+            first, second = await asyncio.gather(dbg.continue_(), dbg.continue_(), return_exceptions=True)
+            assert first['success'] and isinstance(second, DebuggerError) and 'no thread is stopped' in str(second)
+            assert (await asyncio.wait_for(ran, 10))['content']['status'] == 'ok'
+            ran = kc.execute(CELL, reply=True)  # the breakpoint is still set
+            await dbg.wait_event('stopped', timeout=10)
+            going = asyncio.ensure_future(dbg.continue_())
+            await asyncio.sleep(0)  # sent, not answered yet
+            going.cancel()
+            assert dbg.stopped == {}  # so leaving sends no second continue (it would never be answered)
+            assert (await asyncio.wait_for(ran, 10))['content']['status'] == 'ok'
+        await leave_stopped_in_a_loop(kc)
+        assert (await kc.kernel_info(reply=True, timeout=5))['content']['status'] == 'ok'
+
+
 async def test_breakpoint_on_xeus_python():
     async with run_kernel('xpython') as (km, kc):  # one request at a time: xeus-python stalls on pipelines
         assert await stop_read_continue(kc, CELL, 3, 'y') == '42'
+        await leave_stopped_in_a_loop(kc)
         assert (await kc.execute('1', reply=True, timeout=10))['content']['status'] == 'ok'
         assert len(kc.pending) == 0
 
@@ -96,3 +131,5 @@ def test_a_kernel_without_a_debugger_is_refused():
     with pytest.raises(NoDebuggerError, match='somekernel 1 has no debugger'): kc.debugger()
     kc.kernel_info_reply['content']['debugger'] = True  # as ipymini (and ipykernel 6) say it
     assert kc.debugger() is not None
+    kc.kernel_info_reply['content']['implementation'] = 'ipymini'  # says so, but answers no cell once attached
+    with pytest.raises(NoDebuggerError, match='no execute_reply and no idle status to any client'): kc.debugger()
