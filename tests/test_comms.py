@@ -17,7 +17,8 @@ async def widget_round_trip(kc):
     "A slider made in the kernel reaches the client with its state; updates go both ways"
     widgets = {}
     kc.register_target('jupyter.widget', lambda comm, msg: widgets.update({msg['content']['data']['state']['_model_name']: (comm, msg)}))
-    assert (await kc.execute('from ipywidgets import IntSlider\nw = IntSlider(value=3)', reply=True))['content']['status'] == 'ok'
+    # run waits for the cell's idle status, so its comm_open (on iopub, unordered with the reply) has arrived
+    assert (await kc.run('from ipywidgets import IntSlider\nw = IntSlider(value=3)')).status == 'ok'
     slider, opened = widgets['IntSliderModel']
     assert opened['content']['data']['state']['value'] == 3 and slider.target_name == 'jupyter.widget'
     slider.send({'method': 'update', 'state': {'value': 7}, 'buffer_paths': []})
@@ -62,7 +63,7 @@ async def test_bad_and_flooding_kernel_then_stop_channels():
         kc.register_target('flood', lambda comm, msg: sent.append(comm))
         # a kernel that sends comm messages without comm_id, with data that is not a dict, for unknown comms,
         # and opens a comm to a target the client does not have
-        r = await kc.execute("""
+        r = await kc.run("""
 k = get_ipython().kernel
 pub = lambda t, c: k.session.send(k.iopub_socket, t, c, parent=k.get_parent())
 pub('comm_msg', {'data': {}})
@@ -74,8 +75,8 @@ lost = create_comm(target_name='not on the client')
 c = create_comm(target_name='flood')
 pub('comm_msg', {'comm_id': c.comm_id, 'data': [1, 2]})
 for i in range(3000): c.send({'i': i})
-""", reply=True)
-        assert r['content']['status'] == 'ok', r['content']
+""")  # until idle: the opens have come (they are unordered with the reply)
+        assert r.status == 'ok', r.reply['content']
         flood, = sent
         for _ in range(100):
             if kc.stats['comm_dropped'] >= 2000 and kc.stats['comm_unknown_target']: break
@@ -157,7 +158,7 @@ async def test_a_bad_close_changes_nothing_and_a_client_without_targets_leaves_k
             kc2.comm_open('echo')
             shown = []
             kc.register_target('jupyter.widget', lambda c, m: shown.append(c))
-            await kc.execute('from ipywidgets import IntSlider\nw = IntSlider()', reply=True)
+            await kc.run('from ipywidgets import IntSlider\nw = IntSlider()')  # until idle: kc has its opens
             for _ in range(50):  # until its iopub has seen the slider's opens (layout, style, slider)
                 if kc2.stats['comm_open_ignored'] >= 3: break
                 await asyncio.sleep(0.05)
