@@ -249,6 +249,17 @@ async def astop_channels(self:ConKernelClient):
         if self.kernel_transport is not None: await self.kernel_transport.aclose()
     await asyncio.sleep(0)
 
+# %% ../nbs/04_client.ipynb #8480879d
+@patch
+async def reconnect(self:ConKernelClient, timeout:float|None=60) -> ConKernelClient:
+    "Open a fresh transport to the kernel (nothing the old one held is delivered), and wait until the kernel answers"
+    old = self.kernel_transport
+    channels, hb = (old.channels, old.heartbeat) if old is not None else (CHANNELS, True)
+    if old is not None: await old.aclose()
+    self.kernel_transport = None
+    return await self.start_channels(*(n in channels for n in ('shell', 'iopub', 'stdin')), hb, 'control' in channels,
+                                     timeout=timeout)
+
 # %% ../nbs/04_client.ipynb #33adf3b6
 @patch
 def kernel_lost(self:ConKernelClient, exc:DeadKernelError):

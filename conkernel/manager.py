@@ -59,8 +59,7 @@ async def restart_kernel(self:ClientsMixin,
     if kw.get('newports'): return
     for kc in list(self.clients):  # whatever closed them: the restart, or the death that came before it
         if isinstance(kc.router.closed, DeadKernelError) and kc.channels_running:
-            kc.router.reopen()
-            await kc.wait_for_ready()
+            await kc.reconnect()  # fresh sockets: a request queued for the dead kernel must not reach the new one
 
 # %% ../nbs/08_manager.ipynb #95891930
 class ConKernelManager(ClientsMixin, AsyncKernelManager):

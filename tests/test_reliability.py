@@ -63,6 +63,24 @@ async def test_restart_after_death_reopens_every_client(how):
         assert await numbered(kc, 10) and len(kc.pending) == 0
 
 
+@pytest.mark.parametrize('kernel', ['py', 'python3'])
+async def test_a_request_sent_to_a_dead_kernel_is_not_run_by_its_successor(kernel, tmp_path):
+    "Sent after the kernel died but before the client knew: its caller is told it failed, so the new kernel must not run it"
+    async with run_kernel(kernel) as (km, kc):
+        for trial in range(2):
+            pid = km.provisioner.process.pid
+            os.kill(pid, signal.SIGKILL)
+            while open(f'/proc/{pid}/stat').read().rsplit(') ', 1)[1][0] != 'Z': time.sleep(0.001)
+            time.sleep(0.05)  # the loop does not run: the client does not know yet, and the kernel's sockets are gone
+            ghost = tmp_path / f'ghost{trial}'
+            with pytest.raises(DeadKernelError): await kc.execute(f'open({str(ghost)!r}, "w").close()', reply=True, timeout=10)
+            await km.restart_kernel()
+            assert await numbered(kc, 3)  # the new kernel has answered requests sent after the restart ...
+            await asyncio.sleep(0.5)
+            assert not ghost.exists()  # ... and never ran the one sent to the dead kernel
+        assert len(kc.pending) == 0
+
+
 # 3. No single inbound message can stop the reader: malformed fields (a parent msg_id that is a list, ...),
 #    generated field by field, signed with the session key, fed through the real reader
 
