@@ -73,7 +73,7 @@ class DebuggerError(RuntimeError):
 
 # %% ../nbs/00_errors.ipynb #09bfab12
 class UnsupportedValueError(TypeError):
-    "`eval` or `push` met a value of a type they do not carry (the message names it)"
+    "`eval` or `push` met a value of a type they do not carry, or `eval` could not read the kernel's answer (the message says which)"
 
 class NotPythonKernelError(RuntimeError):
     "`eval` and `push` need a kernel whose language is Python"

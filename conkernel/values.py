@@ -6,7 +6,8 @@ Docs: https://conkernel.github.io/conkernel/values.html.md"""
 
 # %% ../nbs/07a_values.ipynb #fab4aab0
 from __future__ import annotations
-import ast, asyncio, base64, json, keyword
+import ast, asyncio, base64, json, keyword, re, unicodedata
+from collections.abc import Mapping
 
 from fastcore.utils import patch
 from .errors import KernelError, NotPythonKernelError, UnsupportedValueError
@@ -19,14 +20,17 @@ import conkernel.subshells  # quick_subshell: `eval` answers while the main shel
 __all__ = []
 
 # %% ../nbs/07a_values.ipynb #92588253
-_TAGS = frozenset({'$bytes', '$tuple', '$set', '$frozenset', '$dict', '$unsupported'})
+_TAGS = frozenset({'$bytes', '$int', '$tuple', '$set', '$frozenset', '$dict', '$unsupported'})
+_INT_BITS = 1024  # a larger int travels as {'$int': hex}: never near Python's int-to-decimal limit (640 digits at the least)
 
 def _type_name(v) -> str: return f"{type(v).__module__}.{type(v).__qualname__}".removeprefix('builtins.')
 
 def _tagged(v):
     "`v` as JSON-ready data, with tags for what JSON lacks; `UnsupportedValueError` for other types"
     if v is None or isinstance(v, (bool, str)): return v
-    if isinstance(v, int): return int(v)
+    if isinstance(v, int):
+        v = int(v)  # a subclass (an IntEnum) as a plain int
+        return v if v.bit_length() <= _INT_BITS else {'$int': hex(v)}
     if isinstance(v, float): return float(v)
     if isinstance(v, list): return [_tagged(x) for x in v]
     if isinstance(v, tuple): return {'$tuple': [_tagged(x) for x in v]}
@@ -40,19 +44,29 @@ def _tagged(v):
                                 "str, bytes, list, tuple, set, frozenset and dict")
 
 # %% ../nbs/07a_values.ipynb #e00d0562
+_HEX = re.compile(r'-?0x[0-9a-f]+')
+
 def _untagged(d:dict):
-    "The value a decoded JSON object stands for (`json.loads`'s `object_hook`)"
+    "The value a decoded JSON object stands for (`json.loads`'s `object_hook`); `ValueError` for a malformed tag"
     if len(d) != 1: return d
     (k, v), = d.items()
-    if k == '$bytes': return base64.b64decode(v)
+    if k not in _TAGS: return d
+    if not isinstance(v, str if k in ('$bytes', '$int', '$unsupported') else list):
+        raise ValueError(f"a {k} tag holds a value of type {type(v).__name__}")
+    if k == '$bytes': return base64.b64decode(v, validate=True)
+    if k == '$int':
+        if not _HEX.fullmatch(v): raise ValueError(f"a $int tag holds {v!r:.60}, not hex(n)")
+        return int(v, 16)
     if k == '$tuple': return tuple(v)
-    if k == '$set': return set(v)
-    if k == '$frozenset': return frozenset(v)
-    if k == '$dict': return dict(v)  # keys are hashable: they were keys in the kernel
     if k == '$unsupported':
-        raise UnsupportedValueError(f"cannot send a value of type {v}: eval returns None, bool, int, float, str, "
+        raise UnsupportedValueError(f"cannot send a value of type {v:.200}: eval returns None, bool, int, float, str, "
                                     "bytes, list, tuple, set, frozenset and dict; convert it in the expression")
-    return d
+    if k == '$dict' and not all(isinstance(p, list) and len(p) == 2 for p in v):
+        raise ValueError("a $dict tag holds something other than [key, value] pairs")
+    try: return set(v) if k == '$set' else frozenset(v) if k == '$frozenset' else dict(v)
+    except TypeError as e:  # hashable in the kernel, as a subclass of list, dict or set; its base type here is not
+        raise ValueError(f"a {'dict key' if k == '$dict' else 'set element'} arrives as a list, dict or set "
+                         f"(a hashable subclass in the kernel), which cannot be one: {e}") from None
 
 def _loads(text:str): return json.loads(text, object_hook=_untagged)
 def _dumps(value) -> str: return json.dumps(_tagged(value), ensure_ascii=False)
@@ -60,7 +74,7 @@ def _dumps(value) -> str: return json.dumps(_tagged(value), ensure_ascii=False)
 # %% ../nbs/07a_values.ipynb #db802d49
 _ENCODER = """lambda v: __import__('json').dumps((lambda enc: enc(enc, v))(lambda enc, v:
     v if v is None or isinstance(v, (bool, str)) else
-    int(v) if isinstance(v, int) else
+    (lambda i: i if i.bit_length() <= BITS else {'$int': hex(i)})(int(v)) if isinstance(v, int) else
     float(v) if isinstance(v, float) else
     [enc(enc, x) for x in v] if isinstance(v, list) else
     {'$tuple': [enc(enc, x) for x in v]} if isinstance(v, tuple) else
@@ -69,11 +83,31 @@ _ENCODER = """lambda v: __import__('json').dumps((lambda enc: enc(enc, v))(lambd
     ({k: enc(enc, x) for k, x in v.items()} if all(isinstance(k, str) for k in v) and not (len(v) == 1 and next(iter(v)) in TAGS)
      else {'$dict': [[enc(enc, k), enc(enc, x)] for k, x in v.items()]}) if isinstance(v, dict) else
     {'$unsupported': (type(v).__module__ + '.' + type(v).__qualname__).removeprefix('builtins.')}
-), ensure_ascii=False)""".replace('TAGS', repr(sorted(_TAGS)))
+), ensure_ascii=False)""".replace('TAGS', repr(sorted(_TAGS))).replace('BITS', str(_INT_BITS))
+
+_BUILTINS = "(lambda: 0).__builtins__"  # the builtins of a function made in the user's namespace: reached by no name
+
+def _check_expression(expr:str):
+    "`SyntaxError` unless `expr` is one Python expression on its own, as the builtin `eval` reads it"
+    try: ast.parse(expr.lstrip(' \t'), mode='eval')
+    except (SyntaxError, ValueError) as e:  # ValueError: a null byte, before Python 3.12
+        raise SyntaxError(f"eval takes one Python expression, and {expr!r:.80} is not one: {getattr(e, 'msg', e)}") from None
 
 def _encoder(expr:str) -> str:
-    "A Python expression giving `expr`'s value as tagged JSON text"
-    return f"__import__('builtins').eval({_ENCODER!r}, {{}})((\n{expr}\n))"
+    "A Python expression giving `expr`'s value as tagged JSON text; `SyntaxError` unless `expr` is one expression"
+    _check_expression(expr)
+    return f"{_BUILTINS}['eval']({_ENCODER!r}, {{}})((\n{expr}\n))"
+
+# %% ../nbs/07a_values.ipynb #5b1d0c7e
+def _value(out:dict):
+    "The value in user expression outcome `out`; `UnsupportedValueError` for whatever cannot be read as one"
+    try:
+        text = ast.literal_eval(out['data']['text/plain'])  # a literal and nothing else: no code of the kernel's runs here
+        if not isinstance(text, str): raise ValueError(f"its text/plain is a literal of type {type(text).__name__}, not a string")
+        return _loads(text)
+    except UnsupportedValueError: raise  # an $unsupported tag: a value of a type eval does not carry
+    except Exception as e:  # SyntaxError, ValueError, TypeError, KeyError, RecursionError, binascii.Error, ...
+        raise UnsupportedValueError(f"the kernel's answer could not be read as a value: {_type_name(e)}: {e!s:.200}") from e
 
 # %% ../nbs/07a_values.ipynb #23e1e941
 @patch
@@ -101,43 +135,54 @@ def _failed(reply:dict, content:dict|None=None) -> KernelError:
 
 @patch
 async def eval(self:ConKernelClient,
-               expr:str,              # a Python expression, evaluated in the kernel's namespace
+               expr:str,              # one Python expression, evaluated in the kernel's namespace
                *, subshell_id=USE_DEFAULT, # run on this subshell (None: the main shell; default: see `quick_requests`)
                timeout=USE_DEFAULT):  # seconds to wait (None: forever; default `reply_timeout`)
     "The value of `expr` in the kernel, as a Python object"
     if not isinstance(expr, str): raise TypeError(f"expr must be a str, not {type(expr).__name__}")
+    code = _encoder(expr)  # SyntaxError now, before anything is sent
     await self._require_python('eval')
     if subshell_id is USE_DEFAULT:  # the quick subshell, made if need be, all within `timeout`
         loop, timeout = asyncio.get_running_loop(), self.reply_timeout if timeout is USE_DEFAULT else timeout
         start = loop.time()
         subshell_id = await self.quick_subshell(timeout)
         if timeout is not None: timeout = max(0.0, timeout - (loop.time() - start))
-    reply = await self.execute('', silent=True, store_history=False, user_expressions={'value': _encoder(expr)},
+    reply = await self.execute('', silent=True, store_history=False, user_expressions={'value': code},
                                allow_stdin=False, stop_on_error=False, reply=True, timeout=timeout, subshell_id=subshell_id)
-    text = ast.literal_eval(_expression(reply, 'value')['data']['text/plain'])
-    if not isinstance(text, str): raise ValueError(f"the kernel's answer is not a string: {text!r:.100}")
-    return _loads(text)
+    return _value(_expression(reply, 'value'))
 
 # %% ../nbs/07a_values.ipynb #7366f0c9
 _DECODER = """lambda text: __import__('json').loads(text, object_hook=lambda d:
     d if len(d) != 1 else (lambda k, v:
-        __import__('base64').b64decode(v) if k == '$bytes' else tuple(v) if k == '$tuple' else set(v) if k == '$set' else
-        frozenset(v) if k == '$frozenset' else dict(v) if k == '$dict' else d
+        __import__('base64').b64decode(v) if k == '$bytes' else int(v, 16) if k == '$int' else tuple(v) if k == '$tuple' else
+        set(v) if k == '$set' else frozenset(v) if k == '$frozenset' else dict(v) if k == '$dict' else d
     )(*next(iter(d.items()))))"""
+
+def _check_names(names):
+    "`ValueError` for a name `push` cannot set"
+    bad = [n for n in names if not isinstance(n, str) or not n.isidentifier() or keyword.iskeyword(n)]
+    if bad: raise ValueError(f"not valid variable names: {', '.join(map(repr, bad))}")
+    odd = {n: unicodedata.normalize('NFKC', n) for n in names if unicodedata.normalize('NFKC', n) != n}
+    if odd: raise ValueError("names Python reads as other names (it normalizes identifiers to NFKC): "
+                             f"{', '.join(f'{n!r} is read as {m!r}' for n,m in odd.items())}; push the normalized names")
+    if '__builtins__' in names:
+        raise ValueError("cannot push __builtins__: the kernel looks up every builtin (print, len, eval) through it")
 
 @patch
 async def push(self:ConKernelClient,
-               values:dict|None=None,    # name -> value (for names that clash with the arguments below)
+               values:dict|None=None,    # name -> value: the only way to set a variable named self, values, subshell_id or timeout
                *, subshell_id=None,      # run on this subshell (default: the main shell)
                timeout=USE_DEFAULT,      # seconds to wait (None: forever; default `reply_timeout`)
                **kwargs):                # name=value
-    "Set variables in the kernel's namespace"
+    "Set variables in the kernel's namespace; `push({'values': v})` sets one named like a parameter of push"
+    if values is not None and not isinstance(values, Mapping):
+        raise TypeError(f"push's `values` is a dict of name -> value, not a {type(values).__name__}: to set a variable "
+                        "named values (or self, subshell_id, timeout), pass a dict, push({'values': ...})")
     values = {**(values or {}), **kwargs}
-    bad = [n for n in values if not isinstance(n, str) or not n.isidentifier() or keyword.iskeyword(n)]
-    if bad: raise ValueError(f"not valid variable names: {', '.join(map(repr, bad))}")
+    _check_names(values)
     if not values: return
     await self._require_python('push')
-    update = f"(lambda: 0).__globals__.update(__import__('builtins').eval({_DECODER!r}, {{}})({_dumps(values)!r}))"
+    update = f"(lambda: 0).__globals__.update({_BUILTINS}['eval']({_DECODER!r}, {{}})({_dumps(values)!r}))"
     reply = await self.execute('', silent=True, store_history=False, user_expressions={'push': update}, allow_stdin=False,
                                stop_on_error=False, reply=True, timeout=timeout, subshell_id=subshell_id)
     _expression(reply, 'push')
