@@ -77,14 +77,13 @@ pub('comm_msg', {'comm_id': c.comm_id, 'data': [1, 2]})
 for i in range(3000): c.send({'i': i})
 """)  # until idle: the opens have come (they are unordered with the reply)
         assert r.status == 'ok', r.reply['content']
-        flood, = sent
-        for _ in range(100):
-            if kc.stats['comm_dropped'] >= 2000 and kc.stats['comm_unknown_target']: break
-            await asyncio.sleep(0.05)
+        flood, = sent  # iopub is ordered: every message sent before the idle has been routed
         stats = dict(kc.stats)
         assert (stats['comm_malformed'], stats['comm_unknown'], stats['comm_unknown_target']) == (3, 2, 1), stats
-        assert (len(flood.inbox), flood.dropped) == (1000, 2000)  # bounded: the newest 1000 are kept
-        assert (await flood.recv(timeout=1))['content']['data'] == {'i': 2000}
+        # bounded: the newest 1000 are kept. (A kernel's iopub drops messages for a subscriber that falls behind
+        # its high-water mark, which a loaded machine can cause: so some of the 3000 may never arrive.)
+        assert len(flood.inbox) == 1000 and 1000 < flood.dropped + len(flood.inbox) <= 3000, (len(flood.inbox), flood.dropped)
+        assert (await flood.recv(timeout=1))['content']['data']['i'] >= flood.dropped
         closed = await kc.execute('', user_expressions={'c': 'lost._closed'}, reply=True)  # the client closed it
         assert closed['content']['user_expressions']['c']['data']['text/plain'] == 'True'
         # stopping the channels ends a waiting iterator, recv and wait_closed at once
