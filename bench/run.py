@@ -161,7 +161,7 @@ def chart(rows: list, path: Path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     tp = [r for r in rows if 'rps' in r]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     for ax, key, label in zip(axes, ('cpu_us', 'rps'), ('client CPU per request (µs)', 'requests/s')):
         for kernel, style in zip(dict.fromkeys(r['kernel'] for r in tp), ('-', '--')):
             for client, color in zip(CLIENT_NAMES, ('tab:blue', 'tab:orange', 'tab:gray')):
@@ -170,9 +170,9 @@ def chart(rows: list, path: Path):
                                 label=f"{CLIENT_NAMES[client]}, {KERNEL_NAMES.get(kernel, kernel)}")
         ax.set(xscale='log', xlabel='requests in flight', ylabel=label, ylim=(0, None))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"trivial executes, {os.cpu_count()} cores, Python {platform.python_version()}", fontsize=9)
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc='lower center', ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(f"trivial executes, {os.cpu_count()} cores, Python {platform.python_version()} (solid: ipymini, dashed: ipykernel)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
