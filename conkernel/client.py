@@ -220,15 +220,17 @@ async def _connect(self:ConKernelClient, timeout:float|None):
 async def wait_for_ready(self:ConKernelClient, timeout:float|None=60):
     "Wait until the kernel answers kernel_info and its iopub stream reaches us"
     deadline = None if timeout is None else time.monotonic() + timeout
+    attempt = 1  # seconds; doubled after each miss, so that a kernel or an iopub stream lagging behind still gets through
     while True:
         try:
-            self.kernel_info_reply = await self._request('shell', 'kernel_info_request', {}, True, 1, until_idle=True)
+            self.kernel_info_reply = await self._request('shell', 'kernel_info_request', {}, True, attempt, until_idle=True)
             break
         except TimeoutError:
             if getattr(self.parent, 'has_kernel', False) and not await self.parent.is_alive():
                 raise DeadKernelError("the kernel died before answering kernel_info") from None
             if deadline is not None and time.monotonic() > deadline:
                 raise RuntimeError(f"the kernel did not answer within {timeout} s") from None
+            attempt = min(2 * attempt, 8, max(0.1, deadline - time.monotonic()) if deadline is not None else 8)
     self._handle_kernel_info_reply(self.kernel_info_reply)
     for ch in 'shell','iopub': self.router.queues[ch].clear()
 
