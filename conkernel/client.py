@@ -132,16 +132,22 @@ def _send(self:ConKernelClient, channel:str, msg:dict):
     self.kernel_transport.send(channel, msg)
 
 @patch
-def _request(self:ConKernelClient, channel:str, msg_type:str, content:dict, reply:bool=False, timeout=USE_DEFAULT,
-             msg_id:str|None=None, subshell_id:str|None=None, **track):
-    "Send a `msg_type` request on `channel`; its msg_id, or with `reply=True` a `PendingReply`"
+def _new_request(self:ConKernelClient, msg_type:str, content:dict, msg_id:str|None=None, subshell_id:str|None=None) -> dict:
+    "A request message, under `msg_id` if given (refused if a request under it timed out), for `subshell_id` if given"
     msg = self.session.msg(msg_type, content)
     header = msg['header']
     if msg_id is not None: msg['msg_id'] = header['msg_id'] = msg_id
     if subshell_id is not None: header['subshell_id'] = subshell_id
     if msg_id in self.router.abandoned:
         raise ValueError(f"msg_id {msg_id!r} belongs to a request that timed out: its reply may still come, so send under a fresh msg_id")
-    msg_id = header['msg_id']
+    return msg
+
+@patch
+def _request(self:ConKernelClient, channel:str, msg_type:str, content:dict, reply:bool=False, timeout=USE_DEFAULT,
+             msg_id:str|None=None, subshell_id:str|None=None, **track):
+    "Send a `msg_type` request on `channel`; its msg_id, or with `reply=True` a `PendingReply`"
+    msg = self._new_request(msg_type, content, msg_id, subshell_id)
+    msg_id = msg['msg_id']
     if not reply:
         if any(track.values()): raise ValueError(f"{', '.join(k for k,v in track.items() if v)} needs reply=True")
         self.router.check_open()  # a dead kernel refuses fire-and-forget requests too

@@ -149,10 +149,7 @@ def _quick_request(self:ConKernelClient, channel:str, msg_type:str, content:dict
 @patch
 def _quick_deferred(self:ConKernelClient, channel:str, msg_type:str, content:dict, timeout, msg_id:str|None) -> PendingReply:
     "Register the request now (it is pending, its timeout runs); a task sends it once the quick subshell exists"
-    msg = self.session.msg(msg_type, content)
-    if msg_id is not None: msg['msg_id'] = msg['header']['msg_id'] = msg_id
-    if msg_id in self.router.abandoned:
-        raise ValueError(f"msg_id {msg_id!r} belongs to a request that timed out: its reply may still come, so send under a fresh msg_id")
+    msg = self._new_request(msg_type, content, msg_id)
     timeout = self.reply_timeout if timeout is USE_DEFAULT else timeout
     future = self.router.register(msg['header']['msg_id'], msg_type, timeout, channel=channel)
     asyncio.ensure_future(self._quick_send(channel, msg, future, timeout)).add_done_callback(_retrieve)
