@@ -140,11 +140,12 @@ def message(self:WireReader, channel:str, header:dict, parent:dict, metadata:dic
 
 # %% ../nbs/01_wire.ipynb #30c43e77
 @patch
-def parent_header(self:WireReader, part:bytes, keep:int=512) -> dict:
-    "The parsed parent header in `part` (a copy: callers may change it)"
+def parent_header(self:WireReader, part:bytes, keep:int=512, largest:int=4096) -> dict:
+    "The parsed parent header in `part` (a copy: callers may change it); the last `keep` of at most `largest` bytes are kept"
     parent = self.parents.get(part)
     if parent is None:
         parent = _dated(_unpack(self.unpack, part, 'parent header', True))
+        if len(part) > largest: return parent  # not kept: the cache stays bounded in bytes too
         if len(self.parents) >= keep: del self.parents[next(iter(self.parents))]  # the oldest
         self.parents[part] = parent
     return dict(parent)
