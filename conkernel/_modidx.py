@@ -669,4 +669,7 @@ d = { 'settings': { 'branch': 'main',
                                 'conkernel.wire._object': ('wire.html#_object', 'conkernel/wire.py'),
                                 'conkernel.wire._split': ('wire.html#_split', 'conkernel/wire.py'),
                                 'conkernel.wire._unpack': ('wire.html#_unpack', 'conkernel/wire.py'),
-                                'conkernel.wire.known_type': ('wire.html#known_type', 'conkernel/wire.py')}}}
+                                'conkernel.wire.known_type': ('wire.html#known_type', 'conkernel/wire.py'),
+                                'conkernel.wire.new_message': ('wire.html#new_message', 'conkernel/wire.py'),
+                                'conkernel.wire.signature': ('wire.html#signature', 'conkernel/wire.py'),
+                                'conkernel.wire.signed_frames': ('wire.html#signed_frames', 'conkernel/wire.py')}}}

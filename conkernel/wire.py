@@ -1,4 +1,4 @@
-"""Checking every inbound message before it reaches the router
+"""Checking every inbound message before it reaches the router, and building and signing every request
 
 Docs: https://conkernel.github.io/conkernel/wire.html.md"""
 
@@ -8,18 +8,18 @@ Docs: https://conkernel.github.io/conkernel/wire.html.md"""
 from __future__ import annotations
 import hmac, warnings
 from collections import OrderedDict
-from datetime import datetime
+from datetime import datetime, timezone
 
 from fastcore.utils import patch
 
 from jupyter_client.adapter import adapt
 from jupyter_client.jsonutil import parse_date
-from jupyter_client.session import DELIM, Session
+from jupyter_client.session import DELIM, Session, protocol_version
 
 from .errors import BadMessage
 
 # %% auto #0
-__all__ = ['IOPUB_TYPES', 'STDIN_TYPES', 'known_type', 'WireReader']
+__all__ = ['IOPUB_TYPES', 'STDIN_TYPES', 'known_type', 'WireReader', 'signature', 'new_message', 'signed_frames']
 
 # %% ../nbs/01_wire.ipynb #a2b209aa
 IOPUB_TYPES = frozenset('''status stream display_data update_display_data execute_input execute_result error
@@ -84,6 +84,14 @@ def _dated(header:dict) -> dict:
         header['date'] = dt.astimezone() if isinstance(dt, datetime) and dt.tzinfo is None else dt
     return header
 
+# %% ../nbs/01_wire.ipynb #4d5784e3
+def signature(auth, parts:list) -> bytes:
+    "The hex HMAC of a message's signed parts (header, parent, metadata, content) under `auth` (`Session.auth`); b'' without a key"
+    if auth is None: return b''
+    mac = auth.copy()
+    for part in parts: mac.update(part)
+    return mac.hexdigest().encode()
+
 # %% ../nbs/01_wire.ipynb #db0c3319
 @patch
 def refuse_oversized(self:WireReader, parts:list, nbytes:int):
@@ -100,10 +108,8 @@ def refuse_oversized(self:WireReader, parts:list, nbytes:int):
 def check_signature(self:WireReader, parts:list):
     "Refuse a wrong signature, or one seen before"
     if self.auth is None: return
-    mac = self.auth.copy()
-    for part in parts[1:5]: mac.update(part)
     sig = parts[0]
-    if not hmac.compare_digest(sig, mac.hexdigest().encode()): raise BadMessage('bad_signature')
+    if not hmac.compare_digest(sig, signature(self.auth, parts[1:5])): raise BadMessage('bad_signature')
     if sig in self.seen: raise BadMessage('replayed')
     self.seen[sig] = None
     if len(self.seen) > self.history: self.seen.popitem(last=False)
@@ -135,7 +141,7 @@ def message(self:WireReader, channel:str, header:dict, parent:dict, metadata:dic
     if channel != 'iopub' and (parent.get('session') != self.session_id or 'msg_id' not in parent):
         raise BadMessage('unknown_parent', f"{msg_type} answers a request this client did not send")
     msg = dict(header=_dated(header), msg_id=msg_id, msg_type=msg_type, parent_header=_dated(parent),
-               metadata=metadata, content=content, buffers=[memoryview(b) for b in buffers])
+               metadata=metadata, content=content, buffers=[memoryview(b) for b in buffers] if buffers else [])
     return msg if header.get('version', '').startswith('5.') else adapt(msg)
 
 # %% ../nbs/01_wire.ipynb #30c43e77
@@ -149,3 +155,19 @@ def parent_header(self:WireReader, part:bytes, keep:int=512, largest:int=4096) -
         if len(self.parents) >= keep: del self.parents[next(iter(self.parents))]  # the oldest
         self.parents[part] = parent
     return dict(parent)
+
+# %% ../nbs/01_wire.ipynb #f38fe108
+def new_message(session:Session, msg_type:str, content:dict, msg_id:str|None=None) -> dict:
+    "A message with no parent from `session`, as `Session.msg` makes one (under `msg_id` if given)"
+    msg_id = session.msg_id if msg_id is None else msg_id
+    header = dict(msg_id=msg_id, msg_type=msg_type, username=session.username, session=session.session,
+                  date=datetime.now(timezone.utc), version=protocol_version)
+    return dict(header=header, msg_id=msg_id, msg_type=msg_type, parent_header={}, content=content,
+                metadata=dict(session.metadata))
+
+def signed_frames(msg:dict, pack, auth) -> list:
+    "`msg` as `Session.serialize` sends it, packed with `pack` and signed with `auth`: [DELIM, signature, header, parent, metadata, content]"
+    content = msg.get('content')  # as Session.serialize takes it: bytes and str already packed, None empty
+    content = content if isinstance(content, bytes) else content.encode() if isinstance(content, str) else pack(content or {})
+    parts = [pack(msg['header']), pack(msg['parent_header']), pack(msg['metadata']), content]
+    return [DELIM, signature(auth, parts), *parts]
