@@ -667,9 +667,10 @@ d = { 'settings': { 'branch': 'main',
                                                                                 'conkernel/wire.py'),
                                 'conkernel.wire._dated': ('wire.html#_dated', 'conkernel/wire.py'),
                                 'conkernel.wire._object': ('wire.html#_object', 'conkernel/wire.py'),
+                                'conkernel.wire._serialize': ('wire.html#_serialize', 'conkernel/wire.py'),
+                                'conkernel.wire._signs_as_session': ('wire.html#_signs_as_session', 'conkernel/wire.py'),
                                 'conkernel.wire._split': ('wire.html#_split', 'conkernel/wire.py'),
                                 'conkernel.wire._unpack': ('wire.html#_unpack', 'conkernel/wire.py'),
                                 'conkernel.wire.known_type': ('wire.html#known_type', 'conkernel/wire.py'),
-                                'conkernel.wire.new_message': ('wire.html#new_message', 'conkernel/wire.py'),
-                                'conkernel.wire.signature': ('wire.html#signature', 'conkernel/wire.py'),
-                                'conkernel.wire.signed_frames': ('wire.html#signed_frames', 'conkernel/wire.py')}}}
+                                'conkernel.wire.serializer': ('wire.html#serializer', 'conkernel/wire.py'),
+                                'conkernel.wire.signature': ('wire.html#signature', 'conkernel/wire.py')}}}

@@ -20,7 +20,6 @@ from .errors import ChannelsStoppedError, DeadKernelError, KernelUnresponsiveErr
 from .router import CHANNELS, USE_DEFAULT, PendingReply, PendingView, Router
 from .transport import Transport, ZMQTransport
 from .requests import KernelRequests
-from .wire import new_message
 
 # %% auto #0
 __all__ = ['Channel', 'ConKernelClient', 'Starting']
@@ -135,8 +134,10 @@ def _send(self:ConKernelClient, channel:str, msg:dict):
 @patch
 def _new_request(self:ConKernelClient, msg_type:str, content:dict, msg_id:str|None=None, subshell_id:str|None=None) -> dict:
     "A request message, under `msg_id` if given (refused if a request under it timed out), for `subshell_id` if given"
-    msg = new_message(self.session, msg_type, content, msg_id)
-    if subshell_id is not None: msg['header']['subshell_id'] = subshell_id
+    msg = self.session.msg(msg_type, content)
+    header = msg['header']
+    if msg_id is not None: msg['msg_id'] = header['msg_id'] = msg_id
+    if subshell_id is not None: header['subshell_id'] = subshell_id
     if msg_id in self.router.abandoned:
         raise ValueError(f"msg_id {msg_id!r} belongs to a request that timed out: its reply may still come, so send under a fresh msg_id")
     return msg

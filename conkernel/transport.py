@@ -14,7 +14,7 @@ from fastcore.utils import patch
 
 from .errors import ChannelsStoppedError
 from .router import CHANNELS, Router
-from .wire import WireReader, signed_frames
+from .wire import WireReader, serializer
 
 # %% auto #0
 __all__ = ['Transport', 'SelectorThread', 'FdWatcher', 'ZMQTransport', 'recv_frames', 'send_frames', 'Heartbeat']
@@ -152,7 +152,7 @@ class ZMQTransport(Transport):
     def __init__(self, client, channels:tuple=CHANNELS, heartbeat:bool=True):
         super().__init__(client, channels, heartbeat)
         self.sockets,self.stdin_monitor,self._scheduled = {},None,set()
-        self.router = self.loop = self.wire = self.watcher = self.pack = self.auth = None
+        self.router = self.loop = self.wire = self.serialize = self.watcher = None
 
     def __repr__(self): return f"<ZMQTransport {' '.join(self.sockets) or 'closed'}>"
 
@@ -192,7 +192,7 @@ def start(self:ZMQTransport, router:Router):
     "Open the sockets and the heartbeat, and read every socket from the event loop"
     kc, self.router, self.loop = self.client, router, asyncio.get_running_loop()
     self.wire = WireReader(kc.session, kc.max_message_size, kc.allow_unsigned)
-    self.pack,self.auth = kc.session.pack,kc.session.auth  # read once, as the wire reader reads them
+    self.serialize = serializer(kc.session)
     self.watcher = FdWatcher(self.loop)
     for name in self.channels:
         self.sockets[name] = self._connect(name)
@@ -246,7 +246,7 @@ def send(self:ZMQTransport, channel:str, msg:dict):
     "Send `msg`, then make sure a message that arrived meanwhile is read"
     sock = self.sockets.get(channel)
     if sock is None: raise ChannelsStoppedError(f"the {channel} channel is not open")
-    send_frames(sock, signed_frames(msg, self.pack, self.auth) + list(msg.get('buffers') or ()))
+    send_frames(sock, self.serialize(msg) + list(msg.get('buffers') or ()))
     if sock.get(_EVENTS) & _POLLIN: self._schedule(channel)
 
 # %% ../nbs/03_transport.ipynb #321c2a93

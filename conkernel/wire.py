@@ -1,4 +1,4 @@
-"""Checking every inbound message before it reaches the router, and building and signing every request
+"""Checking every inbound message before it reaches the router, and signing every request
 
 Docs: https://conkernel.github.io/conkernel/wire.html.md"""
 
@@ -7,19 +7,20 @@ Docs: https://conkernel.github.io/conkernel/wire.html.md"""
 # %% ../nbs/01_wire.ipynb #26bbb549
 from __future__ import annotations
 import hmac, warnings
+from functools import partial
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import datetime
 
 from fastcore.utils import patch
 
 from jupyter_client.adapter import adapt
 from jupyter_client.jsonutil import parse_date
-from jupyter_client.session import DELIM, Session, protocol_version
+from jupyter_client.session import DELIM, Session
 
 from .errors import BadMessage
 
 # %% auto #0
-__all__ = ['IOPUB_TYPES', 'STDIN_TYPES', 'known_type', 'WireReader', 'signature', 'new_message', 'signed_frames']
+__all__ = ['IOPUB_TYPES', 'STDIN_TYPES', 'known_type', 'WireReader', 'signature', 'serializer']
 
 # %% ../nbs/01_wire.ipynb #a2b209aa
 IOPUB_TYPES = frozenset('''status stream display_data update_display_data execute_input execute_result error
@@ -157,17 +158,20 @@ def parent_header(self:WireReader, part:bytes, keep:int=512, largest:int=4096) -
     return dict(parent)
 
 # %% ../nbs/01_wire.ipynb #f38fe108
-def new_message(session:Session, msg_type:str, content:dict, msg_id:str|None=None) -> dict:
-    "A message with no parent from `session`, as `Session.msg` makes one (under `msg_id` if given)"
-    msg_id = session.msg_id if msg_id is None else msg_id
-    header = dict(msg_id=msg_id, msg_type=msg_type, username=session.username, session=session.session,
-                  date=datetime.now(timezone.utc), version=protocol_version)
-    return dict(header=header, msg_id=msg_id, msg_type=msg_type, parent_header={}, content=content,
-                metadata=dict(session.metadata))
+_BUILDERS = frozenset({'serialize', 'sign'})
 
-def signed_frames(msg:dict, pack, auth) -> list:
-    "`msg` as `Session.serialize` sends it, packed with `pack` and signed with `auth`: [DELIM, signature, header, parent, metadata, content]"
-    content = msg.get('content')  # as Session.serialize takes it: bytes and str already packed, None empty
-    content = content if isinstance(content, bytes) else content.encode() if isinstance(content, str) else pack(content or {})
+def _signs_as_session(session:Session) -> bool:
+    "Does `session` sign with `Session`'s own methods (no subclass, no patch)? Only then does `serializer` stand in for them"
+    return type(session) is Session and not _BUILDERS & session.__dict__.keys()
+
+def serializer(session:Session):
+    "A function of `msg` giving its frames as `session.serialize` does, read from the session now: [DELIM, signature, header, parent, metadata, content]"
+    return partial(_serialize, session.pack, session.auth) if _signs_as_session(session) else session.serialize
+
+def _serialize(pack, auth, msg:dict) -> list:
+    content = msg.get('content', {})
+    if content is None or isinstance(content, dict): content = pack({} if content is None else content)
+    elif isinstance(content, str): content = content.encode()  # already packed, as are bytes
+    elif not isinstance(content, bytes): raise TypeError(f"Content incorrect type: {type(content)}")
     parts = [pack(msg['header']), pack(msg['parent_header']), pack(msg['metadata']), content]
     return [DELIM, signature(auth, parts), *parts]
