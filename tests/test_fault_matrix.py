@@ -31,8 +31,8 @@ async def drain(stream):
     return last
 
 
-def requests(kc, sid, code=SLEEP):
-    "One request of each kind, each in flight: {kind: task or the exception it was refused with}"
+def requests(kc, sid, code=SLEEP, skip=()):
+    "One request of each kind but `skip`, each in flight: {kind: task or the exception it was refused with}"
     kinds = dict(
         execute=lambda: kc.execute(code, reply=True, timeout=None),
         run=lambda: kc.run(code),
@@ -44,6 +44,7 @@ def requests(kc, sid, code=SLEEP):
         subshell=lambda: kc.execute(code, reply=True, timeout=None, subshell_id=sid))
     out = {}
     for kind, make in kinds.items():
+        if kind in skip: continue
         try: out[kind] = asyncio.ensure_future(make())
         except Exception as e: out[kind] = e  # refused at once: the client already knows
     return out
@@ -103,7 +104,9 @@ async def test_requests_sent_while_a_slow_kernel_starts_get_their_replies():
     try:
         kc = km.client()
         starting = kc.start_channels(timeout=30)
-        waiters = {k: w for k, w in requests(kc, None, '1').items() if k not in ('stdin', 'subshell')}  # (a prompt needs the stdin connection)
+        # not a prompt: an input_request the kernel sends before the client's stdin connection is up is lost (the ROUTER
+        # drops it), and the kernel then waits in input() for good, with every later request queued behind it
+        waiters = requests(kc, None, '1', skip=('stdin', 'subshell'))
         await starting
         results = await outcomes(waiters, 20)
         assert all(isinstance(r, dict) or getattr(r, 'status', None) == 'ok' for r in results.values()), results
