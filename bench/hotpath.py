@@ -30,7 +30,8 @@ class Counted:
         selector = loop._selector
         select = selector.select
         def counted(timeout=None):
-            self.calls['wake-up' if timeout != 0 else 'loop turn'] = self.calls.get('wake-up' if timeout != 0 else 'loop turn', 0) + 1
+            kind = 'loop turn' if timeout == 0 else 'wake-up'
+            self.calls[kind] = self.calls.get(kind, 0) + 1
             return select(timeout)
         selector.select = counted
         return lambda: delattr(selector, 'select')
@@ -64,14 +65,15 @@ async def conkernel_trial(km, total: int, inflight: int) -> dict:
 
 async def floor_trial(km, total: int, inflight: int) -> dict:
     counted, floor = Counted(), Floor(km.get_connection_info())
-    requests = floor.requests(total)
-    await floor.run(1, 1)
-    unwatch = counted.watch_loop(asyncio.get_running_loop())
-    start = time.thread_time()
-    try: await floor.run(total, inflight, requests)
-    finally: unwatch()
-    main = time.thread_time() - start
-    floor.close()
+    try:
+        requests = floor.requests(total)
+        await floor.run(1, 1)
+        unwatch = counted.watch_loop(asyncio.get_running_loop())
+        start = time.thread_time()
+        try: await floor.run(total, inflight, requests)
+        finally: unwatch()
+        main = time.thread_time() - start
+    finally: floor.close()
     return dict(main=main, steps={}, calls=counted.calls)
 
 
