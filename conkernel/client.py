@@ -7,6 +7,7 @@ Docs: https://conkernel.github.io/conkernel/client.html.md"""
 # %% ../nbs/04_client.ipynb #ec410339
 from __future__ import annotations
 import asyncio, logging, time, uuid
+from functools import partial
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -58,8 +59,7 @@ async def get_msg(self:Channel, timeout:float|None=None) -> dict:
 @patch
 async def get_msgs(self:Channel) -> list:
     "Every unclaimed message waiting on this channel"
-    q = self.client.router.queues[self.name]
-    return [q.items.popleft() for _ in range(len(q))]
+    return self.client.router.queues[self.name].take_all()
 
 @patch
 async def msg_ready(self:Channel) -> bool:
@@ -238,14 +238,17 @@ async def wait_for_ready(self:ConKernelClient, timeout:float|None=60):
                 raise RuntimeError(f"the kernel did not answer within {timeout} s") from None
             attempt = min(2 * attempt, 8, max(0.1, deadline - time.monotonic()) if deadline is not None else 8)
     self._handle_kernel_info_reply(self.kernel_info_reply)
-    for ch in 'shell','iopub': self.router.queues[ch].clear()
+    self.router.queues['shell'].clear()
+    self.router.queues['iopub'].clear(keep='iopub_welcome')  # JEP 65: code written for jupyter_client reads it after start_channels
 
 # %% ../nbs/04_client.ipynb #bf819319
+_stopped = partial(ChannelsStoppedError, "the client's channels were stopped")
+
 @patch
 def stop_channels(self:ConKernelClient):
     "Fail every in-flight request with `ChannelsStoppedError`, then close the transport"
     self._quick_delete_nowait()  # the subshell the client made for quick requests (see subshells)
-    self.router.close(ChannelsStoppedError("the client's channels were stopped"))
+    self.router.close(_stopped)
     if self.kernel_transport is not None: self.kernel_transport.close()
 
 @patch
@@ -253,7 +256,7 @@ async def astop_channels(self:ConKernelClient):
     "`stop_channels`, then wait until the transport has stopped and failed waiters have seen their error"
     try: await self._quick_delete()
     finally:
-        self.router.close(ChannelsStoppedError("the client's channels were stopped"))
+        self.router.close(_stopped)
         if self.kernel_transport is not None: await self.kernel_transport.aclose()
     await asyncio.sleep(0)
 
@@ -270,11 +273,13 @@ async def reconnect(self:ConKernelClient, timeout:float|None=60) -> ConKernelCli
 
 # %% ../nbs/04_client.ipynb #33adf3b6
 @patch
-def kernel_lost(self:ConKernelClient, exc:DeadKernelError):
-    "Fail every waiter with `exc` and refuse new requests with it"
+def kernel_lost(self:ConKernelClient,
+                error): # makes the `DeadKernelError` (or subclass) each waiter gets, e.g. `partial(DeadKernelError, why)`
+    "Fail every waiter with its own `error()` and refuse new requests with it"
     if self.router.closed is not None: return
-    if self.router.requests: _log.warning("%s: failing %d waiting requests", exc, len(self.router.requests))
-    self.router.close(exc)
+    waiting = len(self.router.requests)
+    self.router.close(error)
+    if waiting: _log.warning("%s: failed %d waiting requests", self.router.closed, waiting)
 
 @patch
 def kernel_silent(self:ConKernelClient, seconds:float):
@@ -282,7 +287,7 @@ def kernel_silent(self:ConKernelClient, seconds:float):
     heard = self.router.heard  # when the kernel last sent anything (0: not yet)
     if not heard and getattr(self.parent, 'has_kernel', False): return  # starting: its manager and the start-up wait judge
     if heard and asyncio.get_running_loop().time() - heard < self.heartbeat_timeout: return
-    self.kernel_lost(KernelUnresponsiveError(
+    self.kernel_lost(partial(KernelUnresponsiveError,
         f"the kernel answered no heartbeat for {seconds:.0f} s: it is frozen, stopped, dead or unreachable"))
 
 @patch

@@ -7,6 +7,7 @@ Docs: https://conkernel.github.io/conkernel/comms.html.md"""
 # %% ../nbs/07b_comms.ipynb #25682349
 from __future__ import annotations
 import asyncio, inspect, logging, uuid
+from functools import partial
 from queue import Empty
 
 from fastcore.utils import patch
@@ -101,17 +102,17 @@ def on_close(self:Comm, handler):
 # %% ../nbs/07b_comms.ipynb #a2d67a4d
 @patch
 def _ended(self:Comm, by, msg:dict|None=None):
-    "Mark the comm closed `by` 'kernel', 'client' or the client's exception; end its waiters"
+    "Mark the comm closed `by` 'kernel', 'client' or the client's error factory; end its waiters"
     if self.is_closed: return
-    self.closed_by,self.close_msg = by,msg
+    self.closed_by,self.close_msg = (by if isinstance(by, str) else by()),msg
     self.comms.comms.pop(self.comm_id, None)
-    if isinstance(by, BaseException):
-        self.inbox.close(by)
-        self._closed.set_exception(type(by)(*by.args))
-        self._closed.exception()  # nobody may be waiting: don't log it as unretrieved
-    else:
-        self.inbox.close(CommClosedError(f"{self!r} was closed by the {by}"))
+    if isinstance(by, str):
+        self.inbox.close(partial(CommClosedError, f"{self!r} was closed by the {by}"))
         self._closed.set_result(msg)
+    else:
+        self.inbox.close(by)
+        self._closed.set_exception(by())
+        self._closed.exception()  # nobody may be waiting: don't log it as unretrieved
     if self.close_handler is not None:
         try: self.close_handler(msg)
         except Exception: _log.exception("close handler %r of %r failed", self.close_handler, self)
@@ -235,12 +236,13 @@ def _opened(self:Comms, msg:dict, comm_id:str, target_name):
 
 # %% ../nbs/07b_comms.ipynb #1b292204
 @patch
-def client_ended(self:Comms, exc:BaseException|None):
-    "The client closed (`exc`) or reopened (None): end every comm, or only fail its waiters while the kernel is unresponsive"
+def client_ended(self:Comms, error):
+    "The client closed (`error` makes its exception) or reopened (None): end every comm, or only fail its waiters while the kernel is unresponsive"
+    unresponsive = isinstance(self.client.router.closed, KernelUnresponsiveError)
     for comm in list(self.comms.values()):
-        if exc is None: comm.inbox.close(None)
-        elif isinstance(exc, KernelUnresponsiveError): comm.inbox.close(exc)  # the kernel may answer again
-        else: comm._ended(exc)
+        if error is None: comm.inbox.close(None)
+        elif unresponsive: comm.inbox.close(error)  # the kernel may answer again
+        else: comm._ended(error)
 
 # %% ../nbs/07b_comms.ipynb #589a17cc
 @patch

@@ -8,6 +8,7 @@ Docs: https://conkernel.github.io/conkernel/debugger.html.md"""
 from __future__ import annotations
 import asyncio, logging
 from collections import deque
+from functools import partial
 
 from fastcore.utils import patch
 from .errors import DebuggerError, KernelUnresponsiveError, NoDebuggerError
@@ -105,13 +106,13 @@ async def wait_event(self:Debugger, name:str, timeout=USE_DEFAULT) -> dict:
         if waiter in self.waiters: self.waiters.remove(waiter)
 
 @patch
-def _client_ended(self:Debugger, exc:BaseException|None):
-    "The client closed: fail every event waiter with (a copy of) its exception; the session ends unless the kernel may answer again"
-    if exc is None: return
+def _client_ended(self:Debugger, error):
+    "The client closed: fail every event waiter, each with its own `error()`; the session ends unless the kernel may answer again"
+    if error is None: return
     for name,fut in self.waiters:
-        if not fut.done(): fut.set_exception(type(exc)(*exc.args))
+        if not fut.done(): fut.set_exception(error())
     self.waiters.clear()
-    if self.started and not isinstance(exc, KernelUnresponsiveError):  # a dead or restarted kernel's debugger is gone
+    if self.started and not isinstance(self.client.router.closed, KernelUnresponsiveError):  # a dead or restarted kernel's debugger is gone
         self.started = False
         self.stopped.clear()
         self._unwatch()
@@ -145,7 +146,7 @@ def _unwatch(self:Debugger):
     kc = self.client
     if kc.router.watchers.get('debug_event') == self._event: del kc.router.watchers['debug_event']
     if self._client_ended in kc.router.listeners: kc.router.listeners.remove(self._client_ended)
-    self._client_ended(RuntimeError("the debugging session was stopped"))
+    self._client_ended(partial(RuntimeError, "the debugging session was stopped"))
 
 # %% ../nbs/07c_debugger.ipynb #cf63f1b0
 @patch

@@ -6,7 +6,8 @@ Docs: https://conkernel.github.io/conkernel/errors.html.md"""
 
 # %% ../nbs/00_errors.ipynb #6aa34047
 from __future__ import annotations
-import re
+import re, sys
+from functools import lru_cache
 
 # %% auto #0
 __all__ = ['DeadKernelError', 'KernelRestartedError', 'ConnectionLostError', 'KernelUnresponsiveError', 'ChannelsStoppedError',
@@ -17,6 +18,7 @@ __all__ = ['DeadKernelError', 'KernelRestartedError', 'ConnectionLostError', 'Ke
 # %% ../nbs/00_errors.ipynb #10ae675e
 class DeadKernelError(RuntimeError):
     "The kernel died, so no reply will come"
+    def __new__(cls, *args, **kwargs): return super().__new__(_with_peers(cls), *args, **kwargs)
 
 class KernelRestartedError(DeadKernelError):
     "The kernel was restarted, so no reply will come from the kernel that had the request"
@@ -35,6 +37,18 @@ class MessageTooLargeError(RuntimeError):
 
 class KernelStartError(RuntimeError):
     "A kernel could not be started; it was shut down, and the original error is the cause"
+
+# %% ../nbs/00_errors.ipynb #9866ce6c
+@lru_cache(maxsize=None)
+def _joined(cls:type, peer:type) -> type:
+    "`cls` made a subclass of `peer` too, under the same name (pickled as `cls`)"
+    return type(cls.__name__, (cls, peer), dict(__module__=cls.__module__, __qualname__=cls.__qualname__,
+                                                __doc__=cls.__doc__, __reduce__=lambda e: (cls, e.args)))
+
+def _with_peers(cls:type) -> type:
+    "The class a `DeadKernelError` of kind `cls` is made as: also nbclient's `DeadKernelError` when nbclient is loaded"
+    peer = getattr(sys.modules.get('nbclient.exceptions'), 'DeadKernelError', None)
+    return cls if peer is None or issubclass(cls, peer) else _joined(cls, peer)
 
 # %% ../nbs/00_errors.ipynb #204b7f8b
 class BadMessage(ValueError):

@@ -7,6 +7,7 @@ Docs: https://conkernel.github.io/conkernel/manager.html.md"""
 # %% ../nbs/08_manager.ipynb #617c16e5
 from __future__ import annotations
 import asyncio, logging, os, weakref
+from functools import partial
 from contextlib import asynccontextmanager
 
 import zmq
@@ -38,15 +39,15 @@ class ClientsMixin(LoggingConfigurable):
         self.clients.add(kc)
         return kc
 
-    def _kernel_going(self, exc:DeadKernelError):
-        "Fail every waiter of every client with `exc`"
-        for kc in list(self.clients): kc.kernel_lost(exc)
+    def _kernel_going(self, error):
+        "Fail every waiter of every client, each with its own `error()` (a `DeadKernelError`)"
+        for kc in list(self.clients): kc.kernel_lost(error)
 
 # %% ../nbs/08_manager.ipynb #44f3f620
 @patch
 async def shutdown_kernel(self:ClientsMixin, now:bool=False, restart:bool=False):
     "Shut the kernel down; requests still waiting fail with `DeadKernelError`"
-    self._kernel_going(DeadKernelError("the kernel was shut down"))
+    self._kernel_going(partial(DeadKernelError, "the kernel was shut down"))
     await super(ClientsMixin, self).shutdown_kernel(now=now, restart=restart)
 
 @patch
@@ -54,7 +55,7 @@ async def restart_kernel(self:ClientsMixin,
                          now:bool=False, # kill the kernel instead of asking it to shut down
                          **kw):          # passed on (a local kernel's `newports=True`: clients stay closed, make new ones)
     "Restart the kernel: waiting requests fail with `KernelRestartedError`; clients are ready afterwards"
-    self._kernel_going(KernelRestartedError("the kernel was restarted"))
+    self._kernel_going(partial(KernelRestartedError, "the kernel was restarted"))
     await super(ClientsMixin, self).restart_kernel(now=now, **kw)
     if kw.get('newports'): return
     for kc in list(self.clients):  # whatever closed them: the restart, or the death that came before it
@@ -131,7 +132,7 @@ def _unwatch(self:ConKernelManager):
 @patch
 def _process_exited(self:ConKernelManager, returncode:int|None):
     self._watch = None
-    self.gone = DeadKernelError(f"the kernel process died (exit code {returncode})")  # clients made later learn it too
+    self.gone = partial(DeadKernelError, f"the kernel process died (exit code {returncode})")  # clients made later learn it too
     self._kernel_going(self.gone)
 
 @patch
@@ -143,9 +144,9 @@ async def _async_post_start_kernel(self:ConKernelManager, **kw):
     if process is not None: self._watch = ProcessWatch(process, self._process_exited)
 
 @patch
-def _kernel_going(self:ConKernelManager, exc:DeadKernelError):
+def _kernel_going(self:ConKernelManager, error):
     self._unwatch()
-    super(ConKernelManager, self)._kernel_going(exc)
+    super(ConKernelManager, self)._kernel_going(error)
 
 # %% ../nbs/08_manager.ipynb #2bd7a17e
 @patch

@@ -33,11 +33,11 @@ class PooledClient(ConKernelClient):
     "A `ConKernelClient` that also tells `on_lost` (its pool) when its kernel is lost"
     on_lost = None  # called once with the `DeadKernelError` when the kernel goes
 
-    def kernel_lost(self, exc:DeadKernelError):
+    def kernel_lost(self, error):
         if self.router.closed is not None: return
-        if self.router.requests: super().kernel_lost(exc)  # which logs the requests it fails
-        else: self.router.close(exc)  # a pooled kernel restarted or shut down with nothing waiting is routine
-        if self.on_lost is not None: self.on_lost(exc)
+        if self.router.requests: super().kernel_lost(error)  # which logs the requests it fails
+        else: self.router.close(error)  # a pooled kernel restarted or shut down with nothing waiting is routine
+        if self.on_lost is not None: self.on_lost(self.router.closed)
 
 # %% ../nbs/09a_pool.ipynb #48f61fdc
 class _Kernel:
@@ -54,10 +54,9 @@ class _Slot:
 class PoolClosedError(RuntimeError):
     "The pool was closed while the caller waited for a kernel, or before it asked"
 
-def _copy(e:BaseException) -> BaseException:
-    "A fresh copy of `e` (same type, args and cause) for one more caller to raise"
-    try: c = type(e)(*e.args)
-    except Exception: return e
+def _start_error(e:KernelStartError) -> KernelStartError:
+    "A `KernelStartError` of its own, saying what `e` says, for one more caller to raise; caused by what caused `e`"
+    c = KernelStartError(str(e))
     c.__cause__ = e.__cause__ if e.__cause__ is not None else e
     return c
 
@@ -272,7 +271,7 @@ def _start_failed(self:KernelPool, e:Exception):
     if self._failures >= self.max_start_failures:
         while self._waiters:
             f = self._waiters.popleft()
-            if not f.done(): f.set_exception(_copy(e))
+            if not f.done(): f.set_exception(_start_error(e))
 
 # %% ../nbs/09a_pool.ipynb #bfb989bb
 @patch
@@ -307,7 +306,7 @@ async def _take(self:KernelPool, deadline:float|None) -> _Kernel:
         k.state = 'out'
         self._wake.set()
         return k
-    if self._failures >= self.max_start_failures and self.last_error is not None: raise _copy(self.last_error)
+    if self._failures >= self.max_start_failures and self.last_error is not None: raise _start_error(self.last_error)
     loop = asyncio.get_running_loop()
     f = loop.create_future()
     self._waiters.append(f)
@@ -473,7 +472,7 @@ async def ready(self:KernelPool, timeout:float|None=None):
     deadline = None if timeout is None else time.monotonic() + timeout
     while len(self._warm) < self.size:
         if self.closed: raise PoolClosedError("the pool is closed")
-        if self._failures >= self.max_start_failures: raise _copy(self.last_error)
+        if self._failures >= self.max_start_failures: raise _start_error(self.last_error)
         if deadline is not None and time.monotonic() > deadline: raise TimeoutError(f"the pool did not fill within {timeout} s ({self.stats})")
         await asyncio.sleep(0.02)
     return self

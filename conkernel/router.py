@@ -7,6 +7,7 @@ Docs: https://conkernel.github.io/conkernel/router.html.md"""
 # %% ../nbs/02_router.ipynb #23110ac6
 from __future__ import annotations
 import asyncio, logging
+from functools import partial
 from collections import Counter, OrderedDict, deque
 from collections.abc import Coroutine, Mapping
 from queue import Empty
@@ -58,7 +59,7 @@ class MsgQueue:
         "The next message, waiting at most `timeout` seconds (None: forever); the queue's closing error once closed"
         self.read = True
         if self.items: return self.popleft()
-        if self.closed is not None: raise type(self.closed)(*self.closed.args)
+        if self.closed is not None: raise self.closed()
         if timeout is not None and timeout <= 0: raise Empty
         getter = asyncio.get_running_loop().create_future()
         self.getters.append(getter)
@@ -75,17 +76,18 @@ class MsgQueue:
         try: self.getters.remove(getter)
         except ValueError: pass
 
-    def clear(self):
-        self.items.clear()
-        self.sizes.clear()
-        self.nbytes = 0
+    def clear(self, keep:str|None=None):
+        "Drop every message waiting, but those of msg_type `keep`"
+        kept = [(m, n) for m, n in zip(self.items, self.sizes) if m['msg_type'] == keep] if keep else []
+        self.items,self.sizes = deque(m for m, _ in kept),deque(n for _, n in kept)
+        self.nbytes = sum(self.sizes)
 
-    def close(self, exc:BaseException|None):
-        "Fail every waiting getter, and later ones once the queue is empty, with (copies of) `exc`; None reopens"
-        self.closed = exc
-        while exc is not None and self.getters:
+    def close(self, error):
+        "Fail every waiting getter, and later ones once the queue is empty, with an exception `error()` makes; None reopens"
+        self.closed = error
+        while error is not None and self.getters:
             getter = self.getters.popleft()
-            if not getter.done(): getter.set_exception(type(exc)(*exc.args))
+            if not getter.done(): getter.set_exception(error())
 
 # %% ../nbs/02_router.ipynb #8b4713be
 @patch
@@ -125,14 +127,14 @@ class Router:
         self.requests = {}
         self.queues = {ch: MsgQueue(ch, maxlen, max_bytes if ch == 'iopub' else None) for ch in CHANNELS}  # replies to collect: count only
         self.stats = Counter()
-        self.closed = None  # the exception new requests get once the router is closed
+        self.closed = self.error = None  # once closed: the exception it was closed with, and the factory making one per caller
         self.closings = 0   # how many times it was closed: what belongs to one connection (a managed subshell) compares it
         self.maxlen,self.abandoned = maxlen,OrderedDict()  # msg_ids whose caller stopped waiting, oldest first
         self.inputs = deque(maxlen=100)  # input_requests not yet answered, newest last
         self.iopub_timeout,self.heard,self.sent = iopub_timeout,0.0,0  # `heard`: loop time a message last arrived
         self.on_orphaned_input = None  # called with an input_request whose request stopped waiting
         self.watchers = {}  # iopub msg_type -> handler given every such message, whoever caused it (comms, debug events)
-        self.listeners = []  # called with the exception when the router closes, None when it reopens (comms, debugger)
+        self.listeners = []  # called with the error factory when the router closes, None when it reopens (comms, debugger)
         self.loop = None  # the event loop the client started on: requests from another loop are refused
 
 # %% ../nbs/02_router.ipynb #91861861
@@ -161,8 +163,8 @@ def _remove(self:Router, msg_id:str) -> Pending|None:
 
 @patch
 def check_open(self:Router):
-    "Raise (a copy of) the exception the router was closed with, if it was; refuse a call from another event loop"
-    if self.closed is not None: raise type(self.closed)(*self.closed.args)
+    "Raise the router's closing error (a fresh one), if it was closed; refuse a call from another event loop"
+    if self.error is not None: raise self.error()
     loop = asyncio._get_running_loop()
     if loop is not self.loop and loop is not None and self.loop is not None:
         raise RuntimeError("this client was started on another event loop (its replies are read there): "
@@ -275,37 +277,40 @@ def note(self:Router, msg_id:str, text:str, stat:str):
 
 # %% ../nbs/02_router.ipynb #145944f4
 @patch
-def fail(self:Router, msg_ids, exc:BaseException):
-    "Fail requests `msg_ids` with (copies of) `exc`; replies that still come for them are dropped as `late`"
+def fail(self:Router, msg_ids, error):
+    "Fail requests `msg_ids`, each with its own exception made by `error()`; replies that still come for them are dropped as `late`"
     for msg_id in msg_ids:
         p = self._remove(msg_id)
         if p is None: continue
         if p.reply is None: self._forget_reply(msg_id)
         if not p.future.done():
-            p.future.set_exception(type(exc)(*exc.args))
+            p.future.set_exception(error())
             p.future.exception()  # a caller who dropped the request is not told of it at exit
 
 @patch
-def close(self:Router, exc:BaseException):
-    "Fail every in-flight request and queue getter with (a copy of) `exc`; refuse new requests and reads of empty queues"
-    self.closed = exc
+def close(self:Router,
+          error): # makes the exception each caller gets: an exception class, or e.g. `partial(DeadKernelError, why)`
+    "Fail every in-flight request and queue getter, each with a fresh `error()`; refuse new requests and reads of empty queues"
+    if not callable(error) or isinstance(error, BaseException):
+        raise TypeError(f"close takes a function making the exception (each caller gets its own), not {error!r}")
+    self.closed,self.error = error(),error
     self.closings += 1
-    self.fail(list(self.requests), exc)
-    for q in self.queues.values(): q.close(exc)
-    self._tell(exc)
+    self.fail(list(self.requests), error)
+    for q in self.queues.values(): q.close(error)
+    self._tell(error)
 
 @patch
 def reopen(self:Router):
     "Accept requests again"
-    self.closed = None
+    self.closed = self.error = None
     for q in self.queues.values(): q.close(None)
     self._tell(None)
 
 @patch
-def _tell(self:Router, exc:BaseException|None):
+def _tell(self:Router, error):
     for listener in list(self.listeners):
-        try: listener(exc)
-        except Exception: _log.exception("listener %r failed as the router %s", listener, 'reopened' if exc is None else 'closed')
+        try: listener(error)
+        except Exception: _log.exception("listener %r failed as the router %s", listener, 'reopened' if error is None else 'closed')
 
 @patch
 def reject(self:Router, channel:str, exc:Exception):
@@ -318,7 +323,7 @@ def reject(self:Router, channel:str, exc:Exception):
     if parent not in self.requests: return
     if channel == 'iopub': self.requests[parent].notes.append(f"an output was dropped: {exc}")
     elif channel != 'stdin' and self.requests[parent].reply is None:
-        self.fail([parent], MessageTooLargeError(f"the reply to {parent} was dropped: {exc}"))
+        self.fail([parent], partial(MessageTooLargeError, f"the reply to {parent} was dropped: {exc}"))
 
 # %% ../nbs/02_router.ipynb #134209b5
 class CoroutineLike:

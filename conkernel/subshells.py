@@ -58,7 +58,7 @@ async def delete_subshell(self:ConKernelClient, subshell_id:str, timeout=USE_DEF
     "Delete subshell `subshell_id`; requests still waiting on it fail with `SubshellError`"
     await self._subshell_request('delete_subshell_request', {'subshell_id': subshell_id}, timeout)
     doomed = [msg_id for msg_id,p in self.router.requests.items() if p.subshell_id == subshell_id]
-    self.router.fail(doomed, SubshellError(f"subshell {subshell_id} was deleted before it answered"))
+    self.router.fail(doomed, partial(SubshellError, f"subshell {subshell_id} was deleted before it answered"))
     q = getattr(self, '_quick', None)
     if q is not None and q.id == subshell_id: self._quick = None  # the quick subshell (below): the next quick request makes another
 
@@ -160,12 +160,12 @@ async def _quick_send(self:ConKernelClient, channel:str, msg:dict, future:asynci
     "Send `msg` on the quick subshell once it exists, unless its caller gave up meanwhile; fail it if making the subshell failed"
     msg_id = msg['header']['msg_id']
     try: sid = await self.quick_subshell(timeout)
-    except Exception as e: return self.router.fail([msg_id], e)
+    except Exception as e: return self.router.fail([msg_id], lambda: e)  # one request: it raises `e` itself
     p = self.router.requests.get(msg_id)
     if p is None or p.future is not future: return  # withdrawn, timed out or failed while the subshell was made
     if sid is not None: msg['header']['subshell_id'] = p.subshell_id = sid
     try: self._send(channel, msg)
-    except Exception as e: self.router.fail([msg_id], e)
+    except Exception as e: self.router.fail([msg_id], lambda: e)
 
 
 # %% ../nbs/07_subshells.ipynb #04146bce

@@ -146,8 +146,8 @@ async def _run(self:WebsocketTransport):
         try: ws = await km.open_websocket(self.client.session.session, left)
         except asyncio.CancelledError: raise
         except Exception as e:
-            exc = self._cannot_open(e, lost)
-            if exc is not None: return self._fail(exc)
+            error = self._cannot_open(e, lost)
+            if error is not None: return self._fail(error, e if lost is None and not isinstance(e, GatewayError) else None)
             await asyncio.sleep(delay)
             delay = min(2 * delay, 2)
             continue
@@ -165,22 +165,24 @@ async def _run(self:WebsocketTransport):
         _log.warning("the websocket to kernel %s dropped: opening it again", km.kernel_id)
 
 @patch
-def _cannot_open(self:WebsocketTransport, e:Exception, lost:float|None) -> Exception|None:
-    "The error to fail every waiter with, or None to try again"
-    if lost is None: return e  # never opened: the URL, token or kernel id is wrong
+def _cannot_open(self:WebsocketTransport, e:Exception, lost:float|None):
+    "What makes the error every waiter fails with, or None to try again"
+    kid = self.manager.kernel_id
     if isinstance(e, GatewayError):
-        if e.status == 404: return DeadKernelError(f"kernel {self.manager.kernel_id} is gone from the server")
-        if e.status in (401, 403): return e
-    waited = time.monotonic() - lost
-    if waited < self.manager.reconnect_timeout: return None
-    return ConnectionLostError(f"the websocket to kernel {self.manager.kernel_id} dropped and could not be opened "
-                               f"again within {self.manager.reconnect_timeout} s: {e}")
+        if e.status == 404: return partial(DeadKernelError, f"kernel {kid} is gone from the server")
+        if lost is None or e.status in (401, 403): return partial(GatewayError, str(e), e.status)
+    if lost is None:  # never opened: the URL, token or kernel id is wrong
+        return partial(ConnectionLostError, f"the websocket to kernel {kid} could not be opened: {type(e).__name__}: {e}")
+    if time.monotonic() - lost < self.manager.reconnect_timeout: return None
+    return partial(ConnectionLostError, f"the websocket to kernel {kid} dropped and could not be opened "
+                                        f"again within {self.manager.reconnect_timeout} s: {e}")
 
 @patch
-def _fail(self:WebsocketTransport, exc:Exception):
-    if not self._opened.done(): self._opened.set_exception(exc)
+def _fail(self:WebsocketTransport, error, first:Exception|None=None):
+    "Fail the start (with `first`, else `error()`) and every waiter, each with its own `error()`"
+    if not self._opened.done(): self._opened.set_exception(first or error())
     self.outbox.clear()
-    self.client.kernel_lost(exc)
+    self.client.kernel_lost(error)
 
 # %% ../nbs/09_websocket.ipynb #1a62c2a2
 @patch
@@ -200,7 +202,7 @@ def _barrier_answered(self:WebsocketTransport, barrier, msg_ids:list, future:asy
     if future.cancelled() or future.exception() is not None: return  # the kernel or the client went away: told already
     lost = [m for m in msg_ids if m in self.router.requests and self.router.requests[m].reply is None]
     self.router.stats['replies_lost'] += len(lost)
-    self.router.fail(lost, ConnectionLostError(
+    self.router.fail(lost, partial(ConnectionLostError,
         f"the reply was lost when the websocket to kernel {self.manager.kernel_id} dropped: the code may have run"))
 
 # %% ../nbs/09_websocket.ipynb #ff0d29fa
@@ -242,7 +244,7 @@ def _kernel_news(self:WebsocketTransport, msg:dict):
         if msg['parent_header'].get('msg_id') in self.router.requests: return  # ours: the kernel answers it on control
         restart = bool(content.get('restart'))
         why = f"another client {'restarted' if restart else 'shut down'} the kernel"
-    self.client.kernel_lost((KernelRestartedError if restart else DeadKernelError)(why))
+    self.client.kernel_lost(partial(KernelRestartedError if restart else DeadKernelError, why))
     if restart: self.router.reopen()
 
 # %% ../nbs/09_websocket.ipynb #db2a9407
