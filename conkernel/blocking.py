@@ -6,17 +6,19 @@ Docs: https://conkernel.github.io/conkernel/blocking.html.md"""
 
 # %% ../nbs/11_blocking.ipynb #220106dd
 from __future__ import annotations
-import asyncio, inspect, threading
+import asyncio, contextvars, inspect, queue, threading
 from concurrent.futures import Future
 from contextlib import AsyncExitStack, contextmanager
+from functools import lru_cache
 
 from fastcore.utils import patch
 
 from .client import ConKernelClient
 from .manager import run_kernel
+from .subshells import Subshell
 
 # %% auto #0
-__all__ = ['LoopThread', 'BlockingConKernelClient', 'blocking_kernel']
+__all__ = ['LoopThread', 'BlockingView', 'BlockingConKernelClient', 'blocking_kernel']
 
 # %% ../nbs/11_blocking.ipynb #3f76dbfa
 class LoopThread:
@@ -31,9 +33,15 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def call(self, coro):
-        "Run `coro` on the loop and wait for its result (its exception is raised here)"
-        if threading.current_thread() is self.thread: raise RuntimeError("a blocking call from the loop's own thread would deadlock")
-        return self.submit(coro).result()
+        "Run `coro` on the loop and wait for its result (its exception is raised here); an interrupted wait cancels it"
+        if threading.current_thread() is self.thread:
+            coro.close()
+            raise RuntimeError("a blocking call from the loop's own thread would deadlock")
+        future = self.submit(coro)
+        try: return future.result()
+        except BaseException:
+            future.cancel()  # the caller gave up (a no-op once the coroutine is done)
+            raise
 
     def stop(self):
         "Stop the loop and join its thread"
@@ -48,38 +56,66 @@ async def _settle(fn, args, kwargs):
     res = fn(*args, **kwargs)
     return await res if inspect.isawaitable(res) else res
 
+@lru_cache(maxsize=None)
+def _is_async(cls:type) -> bool:
+    "Has `cls` coroutine methods, or is it an async iterator or context manager?"
+    return (hasattr(cls, '__anext__') or hasattr(cls, '__aenter__')
+            or any(inspect.iscoroutinefunction(getattr(cls, n, None)) for n in dir(cls) if not n.startswith('__')))
+
+class BlockingView:
+    "A synchronous view of `obj`: its methods run on `loop_thread`, awaited there, and what they give is made synchronous"
+    def __init__(self, obj, loop_thread:LoopThread): self.obj,self.loop_thread = obj,loop_thread
+
+    def __getattr__(self, name):
+        attr = getattr(self.obj, name)
+        if not callable(attr) or isinstance(attr, type): return _sync(attr, self.loop_thread)
+        def blocking(*args, **kwargs): return _sync(self.loop_thread.call(_settle(attr, args, kwargs)), self.loop_thread)
+        blocking.__name__ = blocking.__qualname__ = name
+        blocking.__doc__ = attr.__doc__
+        return blocking
+
+    def __dir__(self): return sorted(set(super().__dir__()) | set(dir(self.obj)))  # completion shows what the view reaches
+    def __enter__(self): return _sync(self.loop_thread.call(self.obj.__aenter__()), self.loop_thread)
+    def __exit__(self, *exc): return self.loop_thread.call(self.obj.__aexit__(*exc))
+    def __repr__(self): return f"<BlockingView of {self.obj!r}>"
+
+# %% ../nbs/11_blocking.ipynb #a54a4cf7
+def _iterate(agen, loop_thread:LoopThread):
+    "A blocking iterator over async iterator `agen`"
+    try:
+        while True:
+            try: yield _sync(loop_thread.call(agen.__anext__()), loop_thread)
+            except StopAsyncIteration: return
+    finally:
+        if hasattr(agen, 'aclose'): loop_thread.call(agen.aclose())
+
+def _sync(value, loop_thread:LoopThread):
+    "`value` as synchronous code can use it: clients, async objects and async iterators as their blocking views"
+    if isinstance(value, (ConKernelClient, Subshell)): return BlockingConKernelClient(value, loop_thread)
+    if isinstance(value, type) or not _is_async(type(value)): return value
+    return _iterate(value, loop_thread) if hasattr(value, '__anext__') else BlockingView(value, loop_thread)
+
+# %% ../nbs/11_blocking.ipynb #6f65525a
 _ASYNC_ONLY = 'comm_open', 'register_target', 'unregister_target', 'comms', 'debugger'  # objects with async methods and callbacks
 
-class BlockingConKernelClient:
-    "The request API of a `ConKernelClient`, synchronous and safe to call from any number of threads"
-    def __init__(self, client:ConKernelClient, loop_thread:LoopThread): self.client,self.loop_thread = client,loop_thread
+class BlockingConKernelClient(BlockingView):
+    "The API of a `ConKernelClient`, synchronous and safe to call from any number of threads"
+    client = property(lambda self: self.obj, doc="The async client (or `Subshell`) this is the view of")
 
     def __getattr__(self, name):
         if name in _ASYNC_ONLY:
             raise NotImplementedError(f"{name} is not available on the blocking client: comms and the debugger have async "
                                       "methods and callbacks of their own that must run on the client's event loop; use "
                                       "the async client (ConKernelClient, e.g. `async with run_kernel() as (km, kc)`)")
-        attr = getattr(self.client, name)
-        if not callable(attr): return attr
-        def blocking(*args, **kwargs):
-            res = self.loop_thread.call(_settle(attr, args, kwargs))
-            return self._iterate(res) if hasattr(res, '__anext__') else res
-        blocking.__name__ = blocking.__qualname__ = name
-        blocking.__doc__ = attr.__doc__
-        return blocking
+        return super().__getattr__(name)
+
+    @property
+    def hb_channel(self):
+        "A view of the heartbeat channel (None before `start_channels`, and over a websocket)"
+        hb = self.client.hb_channel
+        return None if hb is None else BlockingView(hb, self.loop_thread)
 
     def __repr__(self): return f"<BlockingConKernelClient of {self.client!r}>"
-
-# %% ../nbs/11_blocking.ipynb #a54a4cf7
-@patch
-def _iterate(self:BlockingConKernelClient, agen):
-    "A blocking iterator over async iterator `agen`"
-    try:
-        while True:
-            try: yield self.loop_thread.call(agen.__anext__())
-            except StopAsyncIteration: return
-    finally:
-        if hasattr(agen, 'aclose'): self.loop_thread.call(agen.aclose())
 
 # %% ../nbs/11_blocking.ipynb #eb4ec03d
 @patch
@@ -87,11 +123,55 @@ def submit(self:BlockingConKernelClient, code:str, **kwargs) -> Future:
     "Start `run(code, **kwargs)`; a `concurrent.futures.Future` of its result"
     return self.loop_thread.submit(_settle(self.client.run, (code,), kwargs))
 
+async def _snapshot(mapping) -> dict: return dict(mapping)
+
 @patch(as_prop=True)
 def pending(self:BlockingConKernelClient) -> dict:
     "Snapshot of the requests in flight: msg_id -> request msg_type"
-    async def snapshot(): return dict(self.client.pending)
-    return self.loop_thread.call(snapshot())
+    return self.loop_thread.call(_snapshot(self.client.pending))
+
+@patch(as_prop=True)
+def stats(self:BlockingConKernelClient) -> dict:
+    "Snapshot of the client's counters by kind"
+    return self.loop_thread.call(_snapshot(self.client.stats))
+
+# %% ../nbs/11_blocking.ipynb #0bc43a8b
+_prompt = contextvars.ContextVar('conkernel_blocking_prompt', default=None)  # the input_request a stdin hook in this thread handles
+
+@patch
+def execute_interactive(self:BlockingConKernelClient, *args, **kwargs) -> dict:
+    "`ConKernelClient.execute_interactive`, calling `output_hook` and `stdin_hook` in this thread; returns the reply"
+    call = inspect.signature(self.client.execute_interactive).bind(*args, **kwargs)
+    inbox, loop = queue.SimpleQueue(), self.loop_thread.loop  # (hook, msg, future of the answer or None); None at the end
+    if (out := call.arguments.get('output_hook')) is not None: call.arguments['output_hook'] = lambda msg: inbox.put((out, msg, None))
+    if (ask := call.arguments.get('stdin_hook')) is not None:
+        def relay(msg):
+            answer = loop.create_future()
+            inbox.put((ask, msg, answer))
+            return answer
+        call.arguments['stdin_hook'] = relay
+    done = self.loop_thread.submit(_settle(self.client.execute_interactive, call.args, call.kwargs))
+    done.add_done_callback(lambda _: inbox.put(None))
+    try:
+        while (item := inbox.get()) is not None: self._run_hook(*item)
+    except BaseException:
+        done.cancel()
+        raise
+    return done.result()
+
+@patch
+def _run_hook(self:BlockingConKernelClient, hook, msg:dict, answer):
+    "Call `hook` with `msg`; a stdin hook's result answers the prompt"
+    if answer is None: return hook(msg)
+    token = _prompt.set(msg)
+    try: value = hook(msg)
+    finally: _prompt.reset(token)
+    self.loop_thread.loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(value))
+
+@patch
+def input(self:BlockingConKernelClient, string:str, parent:dict|None=None):
+    "Send `string` as the answer to `parent` (default: the prompt of the stdin hook running in this thread, else the newest)"
+    self.loop_thread.call(_settle(self.client.input, (string, parent or _prompt.get()), {}))
 
 # %% ../nbs/11_blocking.ipynb #265d7313
 async def _attach(connection_file:str, stack:AsyncExitStack, timeout:float) -> ConKernelClient:
