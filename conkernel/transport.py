@@ -279,12 +279,12 @@ class Heartbeat:
             s.curve_secretkey,s.curve_publickey,s.curve_serverkey = client.curve_secretkey,client.curve_publickey,client.curve_publickey
         self.socket.connect(client._make_url('hb'))
         watcher.add(self.socket.FD, self._read)
-        self.answered,self.pinged,self.misses,self.silent = loop.time(),None,0,False
+        self.answered,self.pinged,self.misses,self.silent,self.paused = loop.time(),None,0,False,False
         self.timer = loop.call_soon(self._ping)
 
     time_to_dead = property(lambda self: self.interval)
     def is_alive(self) -> bool: return self.timer is not None
-    def is_beating(self) -> bool: return self.loop.time() - self.answered < self.timeout
+    def is_beating(self) -> bool: return not self.paused and self.loop.time() - self.answered < self.timeout
 
     def __repr__(self): return f"<Heartbeat {'beating' if self.is_beating() else 'silent'}>"
 
@@ -292,7 +292,7 @@ class Heartbeat:
 @patch
 def _ping(self:Heartbeat):
     self._read()  # answers that came while the loop was busy elsewhere count
-    unanswered = self.pinged is not None and self.answered < self.pinged
+    unanswered = self.pinged is not None and self.answered < self.pinged and not self.paused
     self.misses = self.misses + 1 if unanswered else 0  # pings, not seconds: a loop that stalled sent none
     if self.misses * self.interval >= self.timeout:
         self.silent = True
@@ -326,3 +326,17 @@ def stop(self:Heartbeat):
 def _start_heartbeat(self:ZMQTransport):
     if self.client.heartbeat_timeout is not None:
         self.hb = Heartbeat(self.client, self.loop, self.watcher, self.client.heartbeat_timeout)
+
+# %% ../nbs/03_transport.ipynb #54f1c605
+@patch
+def pause(self:Heartbeat):
+    "Count no silence until `unpause`"
+    self.paused = True
+
+@patch
+def unpause(self:Heartbeat):
+    "Count silence again, from now"
+    self.paused,self.misses,self.answered = False,0,self.loop.time()
+
+@patch
+def start(self:Heartbeat): pass  # its transport started it

@@ -33,3 +33,25 @@ async def test_iopub_welcome_is_readable_after_start_channels(kernel):
         await kc.reconnect()
         await kc.wait_for_ready()  # as jupyter_client's: drops whatever start-up left, the welcome too
         with pytest.raises(Empty): await kc.get_iopub_msg(timeout=0.2)
+
+
+async def test_a_paused_heartbeat_counts_no_silence():
+    "jupyter_client's HBChannel API: `pause`, `unpause`, `is_beating`; paused, a stopped kernel fails no one"
+    import os, signal
+    from conkernel import KernelUnresponsiveError
+    async with run_kernel() as (km, _):
+        kc = await km.client(heartbeat_timeout=1).start_channels()
+        pid = km.provisioner.process.pid
+        try:
+            kc.hb_channel.start()
+            kc.hb_channel.pause()
+            assert not kc.hb_channel.is_beating()
+            os.kill(pid, signal.SIGSTOP)
+            waiter = kc.execute('1', reply=True, timeout=None)
+            await asyncio.sleep(2.5)
+            assert kc.router.closed is None and not waiter.future.done()
+            kc.hb_channel.unpause()
+            with pytest.raises(KernelUnresponsiveError): await asyncio.wait_for(waiter, 10)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            await kc.astop_channels()
