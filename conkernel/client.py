@@ -44,6 +44,11 @@ class Channel:
     close = stop
 
     @property
+    def session(self):
+        "The client's session, which signs what this channel sends"
+        return self.client.session
+
+    @property
     def socket(self):
         "The ZMQ socket, for code that reaches for it (None over a websocket)"
         return getattr(self.client.kernel_transport, 'sockets', {}).get(self.name)
