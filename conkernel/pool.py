@@ -9,21 +9,24 @@ from __future__ import annotations
 import asyncio, logging, time
 from collections import deque
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 
 from fastcore.utils import patch
 
 from jupyter_client import AsyncMultiKernelManager
+from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from traitlets import CaselessStrEnum, DottedObjectName, Dict, Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
-from .errors import DeadKernelError, KernelStartError
+from .errors import ChannelsStoppedError, DeadKernelError, KernelStartError
 from .router import USE_DEFAULT
 from .client import ConKernelClient
 from .manager import ConKernelManager
 from .blocking import BlockingConKernelClient, LoopThread
 
 # %% auto #0
-__all__ = ['PooledClient', 'PoolClosedError', 'KernelPool', 'BlockingKernelPool', 'blocking_pool', 'ConMultiKernelManager']
+__all__ = ['PooledClient', 'PoolClosedError', 'KernelPool', 'BlockingKernelPool', 'blocking_pool', 'ConIOLoopKernelManager',
+           'ConMultiKernelManager']
 
 # %% ../nbs/09a_pool.ipynb #84e17851
 _log = logging.getLogger('conkernel')
@@ -148,22 +151,33 @@ def _manager(self:KernelPool):
     return ConKernelManager(kernel_name=self.kernel_name, argv=self.argv or None, client_factory=PooledClient, **self.manager_kwargs)
 
 @patch
-async def _run_startup(self:KernelPool, k:_Kernel):
-    if not self.startup: return
-    r = await k.kc.execute(self.startup, reply=True, timeout=self.startup_timeout)
-    c = r['content']
-    if c['status'] != 'ok': raise KernelStartError(f"the pool's startup code failed: {c.get('ename')}: {c.get('evalue')}")
+async def _new_client(self:KernelPool, k:_Kernel) -> PooledClient:
+    "A client of `k`'s kernel that no one has used, connected and answering; stopped again if that fails"
+    kc = k.km.client()
+    kc.on_lost = partial(self._lost, k)
+    try: return await kc.start_channels(timeout=self.startup_timeout)
+    except BaseException:
+        await _finish(_stop(kc))
+        raise
+
+@patch
+async def _warm_up(self:KernelPool, k:_Kernel, startup:bool=True):
+    "Run `startup` (if asked) on a client of its own until all its output is out; then connect the next caller's client"
+    if startup and self.startup:
+        setup = await self._new_client(k)
+        try: r = await setup.execute(self.startup, reply=True, until_idle=True, timeout=self.startup_timeout)
+        finally: await _finish(_stop(setup))
+        c = r['content']
+        if c['status'] != 'ok': raise KernelStartError(f"the pool's startup code failed: {c.get('ename')}: {c.get('evalue')}")
+    k.kc = await self._new_client(k)
 
 @patch
 async def _launch(self:KernelPool, k:_Kernel):
-    "Start `k`'s kernel and client and run `startup`; on any failure shut down what was started"
+    "Start `k`'s kernel, run `startup` and connect its first client; on any failure shut down what was started"
     try:
         k.km = self._manager()
         await k.km.start_kernel(**self.start_kwargs)
-        k.kc = k.km.client()
-        k.kc.on_lost = lambda exc: self._lost(k, exc)
-        await k.kc.start_channels(timeout=self.startup_timeout)
-        await self._run_startup(k)
+        await self._warm_up(k)
     except BaseException as e:
         await _finish(self._dispose(k))
         if isinstance(e, Exception) and not isinstance(e, KernelStartError):
@@ -198,6 +212,11 @@ async def _within(aw, deadline:float|None, undo=None):
                 await asyncio.wait([t])
             if undo is not None and not t.cancelled() and t.exception() is None: undo(t.result())
 
+async def _stop(kc):
+    "Stop `kc`'s channels; never raises"
+    try: await kc.astop_channels()
+    except Exception as e: _log.warning("could not stop a pooled kernel's client: %r", e)
+
 @patch
 async def _dispose(self:KernelPool, k:_Kernel):
     "Shut `k` down (bounded; never raises) and forget it"
@@ -211,10 +230,10 @@ async def _dispose(self:KernelPool, k:_Kernel):
         process = getattr(getattr(km, 'provisioner', None), 'process', None)
         if process is not None and process.poll() is None: process.kill()
     finally:
+        if kc is not None: await _stop(kc)
         try:
-            if kc is not None: await kc.astop_channels()
             if hasattr(km, 'aclose'): await km.aclose()
-        except Exception as e: _log.warning("could not close a pooled kernel's client: %r", e)
+        except Exception as e: _log.warning("could not close a pooled kernel's manager: %r", e)
         self._kernels.discard(k)
         if self._wake is not None: self._wake.set()
 
@@ -358,6 +377,8 @@ def _forget_key(self:KernelPool, key):
     if slot is not None and slot.kernel is None and slot.users == 0 and slot.holders == 0: del self._keys[key]
 
 # %% ../nbs/09a_pool.ipynb #d89007c5
+_returned = partial(ChannelsStoppedError, "this client's kernel went back to the pool: take a kernel from the pool again")
+
 @patch
 def _release(self:KernelPool, k:_Kernel):
     "Take `k` back from a caller"
@@ -375,34 +396,42 @@ def _release(self:KernelPool, k:_Kernel):
 
 @patch
 def _recycle(self:KernelPool, k:_Kernel):
-    "Apply the return policy to `k`, which no one holds now"
-    policy = self.on_return
+    "Apply the return policy to `k`, which no one holds now; its client is closed at once, for good"
+    kc, policy = k.kc, self.on_return
     if self.closed or not self._alive(k): policy = 'discard'
-    elif policy == 'keep' and k.kc.pending: policy = 'restart'
-    if policy == 'keep':
-        for q in k.kc.router.queues.values(): q.clear()  # what the last caller left unread is not the next one's
-        self._to_warm(k)
-    elif policy == 'restart':
+    elif policy == 'keep' and (kc.pending or kc.router.inputs or kc.router.watchers.get('debug_event') is not None):
+        policy = 'restart'  # requests running, a prompt unanswered or a debugger attached would hold up the next caller
+    if kc.router.closed is None: kc.router.close(_returned)
+    if policy == 'discard': self._spawn(self._dispose(k), 'shutdown')
+    else:
         k.state = 'restarting'
         self._restarting += 1
-        self._spawn(self._restart(k), 'restart')
-    else: self._spawn(self._dispose(k), 'shutdown')
+        self._spawn(self._renew(k, restart=policy == 'restart'), 'restart')
     self._wake.set()
 
 @patch
-async def _restart(self:KernelPool, k:_Kernel):
+async def _renew(self:KernelPool, k:_Kernel, restart:bool):
+    "Stop the returned client; restart the kernel (`startup` runs again) or drop its subshells; connect a fresh client"
     try:
         try:
-            await _within(k.km.restart_kernel(now=True), time.monotonic() + self.startup_timeout)
-            await self._run_startup(k)
+            await _stop(k.kc)
+            if restart: await _within(k.km.restart_kernel(now=True), time.monotonic() + self.startup_timeout)
+            await self._warm_up(k, startup=restart)
+            if not restart: await self._drop_subshells(k.kc)
         finally: self._restarting -= 1
     except Exception as e:
-        _log.warning("kernel pool: a restart failed, replacing the kernel: %r", e)
+        _log.warning("kernel pool: readying a returned kernel failed, replacing it: %r", e)
         self._counts['failed'] += 1
         await self._dispose(k)
     else:
-        self._counts['restarted'] += 1
+        if restart: self._counts['restarted'] += 1
         self._to_warm(k)
+
+@patch
+async def _drop_subshells(self:KernelPool, kc:PooledClient):
+    "Delete every subshell of a kept kernel (the last caller's, and its client's quick one)"
+    if not await kc.supports_subshells(): return
+    for sid in await kc.list_subshells(timeout=self.startup_timeout): await kc.delete_subshell(sid, timeout=self.startup_timeout)
 
 # %% ../nbs/09a_pool.ipynb #d74c6808
 @patch
@@ -535,8 +564,11 @@ def blocking_pool(kernel_name:str|None=None, **kwargs): # `KernelPool`'s argumen
     finally: lt.stop()
 
 # %% ../nbs/09a_pool.ipynb #62fc61ba
+class ConIOLoopKernelManager(ConKernelManager, AsyncIOLoopKernelManager):
+    "A `ConKernelManager` that is also jupyter_client's `AsyncIOLoopKernelManager`: it restarts a dead kernel, `connect_*` give `ZMQStream`s"
+
 class ConMultiKernelManager(AsyncMultiKernelManager):
-    "jupyter_client's `AsyncMultiKernelManager` whose kernels are `ConKernelManager`s"
-    kernel_manager_class = DottedObjectName('conkernel.manager.ConKernelManager', config=True,
-        help="The kernel manager class: a `ConKernelManager` (or subclass) gives `ConKernelClient`s")
+    "jupyter_client's `AsyncMultiKernelManager` whose kernels are `ConIOLoopKernelManager`s"
+    kernel_manager_class = DottedObjectName('conkernel.pool.ConIOLoopKernelManager', config=True,
+        help="The kernel manager class: a `ConKernelManager` subclass gives `ConKernelClient`s")
     shared_context = False

@@ -3,9 +3,10 @@ import asyncio, os, random, signal, threading
 
 import psutil
 import pytest
+from zmq.eventloop.zmqstream import ZMQStream
 
-from conkernel import DeadKernelError, KernelStartError
-from conkernel.pool import KernelPool, PoolClosedError
+from conkernel import ChannelsStoppedError, DeadKernelError, KernelStartError
+from conkernel.pool import ConMultiKernelManager, KernelPool, PoolClosedError
 
 
 def children() -> set:
@@ -129,10 +130,15 @@ async def test_a_cancelled_acquire_leaves_no_waiter_and_loses_no_kernel():
             async with pool.kernel(): pass
         taker = asyncio.ensure_future(take())
         await asyncio.sleep(0.05)
+        to_warm = pool._to_warm
+        def hand_out_and_cancel(k):  # the holder's kernel, ready again with a fresh client, is handed to `taker`
+            to_warm(k)
+            taker.cancel()
+        pool._to_warm = hand_out_and_cancel
         release.set()
-        await asyncio.sleep(0)  # the holder returns its kernel: handed to `taker`
-        taker.cancel()
         await asyncio.gather(holder, taker, return_exceptions=True)
+        del pool._to_warm
+        assert taker.cancelled()
         s = pool.stats
         assert (s['warm'], s['in_use'], s['waiting']) == (1, 0, 0), s
         async with pool.kernel(timeout=5) as kc: assert (await kc.execute('1', reply=True))['content']['status'] == 'ok'
@@ -247,16 +253,154 @@ async def test_idle_keys_are_evicted_for_waiting_callers():
 @pytest.mark.timeout(60)
 async def test_surplus_warm_kernels_are_culled_back_to_size():
     "After a burst, kernels returned beyond `size` are shut down once they idle for `cull_idle`"
-    async with KernelPool('py', size=1, max_kernels=3, on_return='keep', cull_idle=0.3) as pool:
+    async with KernelPool('py', size=1, max_kernels=3, on_return='keep', cull_idle=1) as pool:
         held = [pool.kernel() for _ in range(3)]
         kcs = await asyncio.gather(*[h.__aenter__() for h in held])
         assert len({id(kc) for kc in kcs}) == 3
         for h in held: await h.__aexit__(None, None, None)
-        assert pool.stats['warm'] >= 2
+        for _ in range(500):  # each is warm again once it has its fresh client
+            if pool.stats['warm'] >= 2: break
+            await asyncio.sleep(0.01)
+        assert pool.stats['warm'] >= 2, pool.stats
         for _ in range(100):
             if pool.stats['warm'] == 1 and len(pool._kernels) == 1: break
             await asyncio.sleep(0.05)
         assert (pool.stats['warm'], len(pool._kernels)) == (1, 1), pool.stats
+
+
+# Isolation: what one caller did with its client is not the next caller's
+OPEN_T = "from comm import create_comm\nopened = create_comm(target_name='t')"  # the kernel opens a comm for target 't'
+
+
+async def streams(kc) -> list:
+    "The stream outputs waiting, unread, in `kc`'s iopub queue"
+    return [m['content']['text'] for m in await kc.iopub_channel.get_msgs() if m['msg_type'] == 'stream']
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize('on_return', ['restart', 'keep', 'discard'])
+async def test_startup_output_waits_in_no_callers_queue(on_return):
+    async with KernelPool('py', size=1, max_kernels=1, on_return=on_return, startup='print("warming up")') as pool:
+        for _ in range(2):  # the first kernel, then the returned one (restarted: startup ran again; kept; or a new one)
+            async with pool.kernel(timeout=60) as kc:
+                await kc.execute('1', reply=True)
+                assert await streams(kc) == []
+                await kc.run('print("mine")')
+                assert await streams(kc) == ['mine\n']  # (the caller's own output is there)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize('on_return', ['restart', 'keep', 'discard'])
+async def test_what_a_caller_set_on_its_client_is_not_the_next_callers(on_return):
+    "Comm targets, traits, unread messages, requests left running: the next caller's client has none of them"
+    async with KernelPool('py', size=1, max_kernels=1, on_return=on_return) as pool:
+        a_opened = []
+        async with pool.kernel() as a:
+            a.register_target('t', lambda comm, msg: a_opened.append(comm))
+            a.reply_timeout, a.allow_stdin, a.quick_requests = 5, False, 'shell'
+            await a.run('print("a was here")')
+            left = a.execute('import time; time.sleep(1)', reply=True)  # not awaited: running when the kernel goes back
+            await asyncio.sleep(0.1)
+        async with pool.kernel(timeout=60) as b:
+            assert (await b.run(OPEN_T)).status == 'ok'
+            assert a_opened == []  # the kernel's comm_open reached no callback of a's
+            assert b is not a and len(b.pending) == 0
+            assert (b.reply_timeout, b.allow_stdin, b.quick_requests) == (60, True, 'subshell')
+            assert b.comms.targets == {} and len(b.comms) == 0
+            assert 'a was here' not in ''.join(await streams(b))
+        with pytest.raises(ChannelsStoppedError, match='back to the pool'): await left
+        with pytest.raises(ChannelsStoppedError): a.execute('1')  # the given-back client sends nothing more
+
+
+@pytest.mark.timeout(60)
+async def test_a_sticky_key_keeps_its_client_until_it_is_let_go():
+    "The same conversation gets its own client back, targets and settings included; once the key goes, a fresh one"
+    async with KernelPool('py', size=0, max_kernels=1, cull_idle=None, on_return='keep') as pool:
+        opened = []
+        async with pool.kernel('conv', timeout=30) as a:
+            a.register_target('t', lambda comm, msg: opened.append(comm))
+            a.reply_timeout = 5
+            await a.execute('x = 1', reply=True)
+        async with pool.kernel('conv') as a2:
+            assert a2 is a and a2.reply_timeout == 5
+            assert (await a2.run(OPEN_T)).status == 'ok' and len(opened) == 1
+        async with pool.kernel(timeout=30) as b:  # max_kernels=1: the idle key is let go for this caller
+            assert pool.stats['culled'] == 1 and b is not a and b.reply_timeout == 60
+            assert value(await b.run('x')) == '1'  # kept: the kernel is the key's, its client is not
+            await b.run("opened2 = create_comm(target_name='t')")
+            assert len(opened) == 1 and b.comms.targets == {}
+
+
+@pytest.mark.timeout(60)
+async def test_keep_drops_the_callers_subshells():
+    async with KernelPool('py', size=1, max_kernels=1, on_return='keep') as pool:
+        async with pool.kernel() as a:
+            await a.execute('kept = 1', reply=True)
+            await a.create_subshell()
+            await a.complete('ke', reply=True)  # on the client's quick subshell
+            assert len(await a.list_subshells()) == 2
+        async with pool.kernel(timeout=30) as b:
+            assert await b.list_subshells() == []
+            assert value(await b.run('kept')) == '1'
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize('left', ['prompt', 'debugger'])
+async def test_keep_restarts_a_kernel_the_caller_left_waiting_or_debugged(left):
+    "A prompt no one answers, or a debugger attached with its breakpoints, would hold up the next caller: restarted"
+    async with KernelPool('py' if left == 'prompt' else 'python3', size=1, max_kernels=1, on_return='keep') as pool:
+        async with pool.kernel(timeout=60) as a:
+            await a.execute('kept = 1', reply=True)
+            if left == 'prompt':
+                a.execute('input("name? ")', allow_stdin=True)  # fire and forget: no request waits
+                assert (await a.stdin_channel.get_msg(timeout=10))['msg_type'] == 'input_request'
+            else: await a.debugger().start()
+        async with pool.kernel(timeout=60) as b:
+            assert (await b.run('kept', timeout=20)).ename == 'NameError'
+            assert pool.stats['restarted'] == 1
+
+
+# ConMultiKernelManager: AsyncMultiKernelManager's behaviour with conkernel's kernels
+@pytest.mark.timeout(60)
+async def test_multikernelmanager_restarts_a_killed_kernel():
+    mkm = ConMultiKernelManager()
+    try:
+        kid = await mkm.start_kernel(kernel_name='py')
+        km = mkm.get_kernel(kid)
+        pid = km.provisioner.process.pid
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(300):  # the restarter polls once a second
+            await asyncio.sleep(0.1)
+            process = getattr(km.provisioner, 'process', None)
+            if process is not None and process.pid != pid and await km.is_alive(): break
+        else: raise AssertionError("the killed kernel was not restarted")
+        kc = await km.client().start_channels(timeout=30)
+        try: assert (await kc.execute('1 + 1', reply=True))['content']['status'] == 'ok'
+        finally: await kc.astop_channels()
+    finally: await mkm.shutdown_all(now=True)
+    assert mkm.list_kernel_ids() == []
+
+
+@pytest.mark.timeout(60)
+async def test_multikernelmanager_connect_gives_streams():
+    mkm = ConMultiKernelManager()
+    try:
+        kid = await mkm.start_kernel(kernel_name='py')
+        stream = mkm.connect_iopub(kid)
+        assert isinstance(stream, ZMQStream)
+        got = []
+        stream.on_recv(got.append)
+        kc = await mkm.get_kernel(kid).client().start_channels(timeout=30)
+        try:
+            for _ in range(100):
+                await kc.kernel_info(reply=True)  # its status messages reach the stream too
+                if got: break
+                await asyncio.sleep(0.05)
+            assert got
+        finally:
+            stream.close()
+            await kc.astop_channels()
+    finally: await mkm.shutdown_all(now=True)
 
 
 # Remote pools, through a local Kernel Gateway and a Jupyter Server
