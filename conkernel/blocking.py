@@ -119,6 +119,13 @@ class BlockingConKernelClient(BlockingView):
 
 # %% ../nbs/11_blocking.ipynb #eb4ec03d
 @patch
+def start_channels(self:BlockingConKernelClient, *args, **kwargs) -> BlockingConKernelClient:
+    "Start the channels without waiting for the kernel, as jupyter_client's blocking client does (then `wait_for_ready`)"
+    async def start(): self.client.start_channels(*args, **kwargs)
+    self.loop_thread.call(start())
+    return self
+
+@patch
 def submit(self:BlockingConKernelClient, code:str, **kwargs) -> Future:
     "Start `run(code, **kwargs)`; a `concurrent.futures.Future` of its result"
     return self.loop_thread.submit(_settle(self.client.run, (code,), kwargs))

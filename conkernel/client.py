@@ -133,7 +133,7 @@ class ConKernelClient(KernelRequests, AsyncKernelClient):
 # %% ../nbs/04_client.ipynb #42c102db
 @patch
 def _send(self:ConKernelClient, channel:str, msg:dict):
-    if self.kernel_transport is None: raise ChannelsStoppedError("the client's channels are not started")
+    if self.kernel_transport is None: self.start_channels()  # never started: as jupyter_client's, on first use
     self.kernel_transport.send(channel, msg)
 
 @patch
@@ -223,21 +223,13 @@ def start_channels(self:ConKernelClient, shell=True, iopub=True, stdin=True, hb=
 async def _connect(self:ConKernelClient, timeout:float|None):
     start = time.monotonic()
     await self.kernel_transport.opened(timeout)
-    await self._answered(None if timeout is None else max(0.0, timeout - (time.monotonic() - start)))
-    self.router.queues['shell'].clear()
-    self.router.queues['iopub'].clear(keep='iopub_welcome')  # JEP 65: jupyter_client's clients read it after start_channels
+    await self.wait_for_ready(None if timeout is None else max(0.0, timeout - (time.monotonic() - start)))
     return self
 
 # %% ../nbs/04_client.ipynb #8b7af955
 @patch
 async def wait_for_ready(self:ConKernelClient, timeout:float|None=60):
     "Wait until the kernel answers kernel_info and its iopub stream reaches us; then drop what start-up left unread"
-    await self._answered(timeout)
-    for ch in 'shell','iopub': self.router.queues[ch].clear()
-
-@patch
-async def _answered(self:ConKernelClient, timeout:float|None):
-    "Wait until the kernel answers kernel_info, and its idle status reaches us on iopub"
     deadline = None if timeout is None else time.monotonic() + timeout
     attempt = 1  # seconds; doubled after each miss, so that a kernel or an iopub stream lagging behind still gets through
     while True:
@@ -251,6 +243,7 @@ async def _answered(self:ConKernelClient, timeout:float|None):
                 raise RuntimeError(f"the kernel did not answer within {timeout} s") from None
             attempt = min(2 * attempt, 8, max(0.1, deadline - time.monotonic()) if deadline is not None else 8)
     self._handle_kernel_info_reply(self.kernel_info_reply)
+    for ch in 'shell','iopub': self.router.queues[ch].clear()
 
 # %% ../nbs/04_client.ipynb #bf819319
 _stopped = partial(ChannelsStoppedError, "the client's channels were stopped")

@@ -17,7 +17,7 @@ from jupyter_client.kernelspec import KernelSpec
 from traitlets import CaselessStrEnum, DottedObjectName, Instance, default
 from traitlets.config import LoggingConfigurable
 
-from .errors import DeadKernelError, KernelRestartedError, KernelStartError
+from .errors import ChannelsStoppedError, DeadKernelError, KernelRestartedError, KernelStartError
 from .transport import FdWatcher
 from .client import ConKernelClient
 
@@ -60,7 +60,8 @@ async def restart_kernel(self:ClientsMixin,
     if kw.get('newports'): return
     for kc in list(self.clients):  # whatever closed them: the restart, or the death that came before it
         if isinstance(kc.router.closed, DeadKernelError) and kc.channels_running:
-            await kc.reconnect()  # fresh sockets: a request queued for the dead kernel must not reach the new one
+            try: await kc.reconnect()  # fresh sockets: a request queued for the dead kernel must not reach the new one
+            except ChannelsStoppedError: pass  # its owner stopped it meanwhile
 
 # %% ../nbs/08_manager.ipynb #95891930
 class ConKernelManager(ClientsMixin, AsyncKernelManager):

@@ -4,7 +4,7 @@ from queue import Empty
 
 import pytest
 
-from conkernel import run_kernel
+from conkernel import ConKernelManager, run_kernel
 
 
 async def test_get_msgs_drains_within_the_byte_bound():
@@ -21,18 +21,43 @@ async def test_get_msgs_drains_within_the_byte_bound():
         assert (got, q.nbytes, q.dropped) == (30, 0, 0)
 
 
-@pytest.mark.parametrize('kernel', ['python3'])
-async def test_iopub_welcome_is_readable_after_start_channels(kernel):
-    "JEP 65: a kernel's welcome to the subscriber stays for `get_iopub_msg`; nothing else from the start-up does"
-    async with run_kernel(kernel) as (km, kc):
-        welcome = await kc.get_iopub_msg(timeout=5)
+async def test_iopub_welcome_is_readable_after_start_channels():
+    "JEP 65: start_channels not awaited (as jupyter_client's) leaves the kernel's welcome for get_iopub_msg; awaited, it waits and drops the start-up messages"
+    km = ConKernelManager()
+    await km.start_kernel()
+    try:
+        kc = km.client()
+        kc.start_channels()
+        welcome = await kc.get_iopub_msg(timeout=10)
         assert (welcome['msg_type'], welcome['content']['subscription']) == ('iopub_welcome', '')
+        await kc.reconnect()  # awaited: the kernel answered, and what start-up left is dropped
         with pytest.raises(Empty): await kc.get_iopub_msg(timeout=0.2)
-        await kc.reconnect()  # a fresh subscription: welcomed again
-        assert (await kc.get_iopub_msg(timeout=5))['msg_type'] == 'iopub_welcome'
-        await kc.reconnect()
-        await kc.wait_for_ready()  # as jupyter_client's: drops whatever start-up left, the welcome too
-        with pytest.raises(Empty): await kc.get_iopub_msg(timeout=0.2)
+        await kc.astop_channels()
+    finally: await km.shutdown_kernel(now=True)
+
+
+def test_the_blocking_clients_start_channels_waits_for_nothing():
+    "As jupyter_client's BlockingKernelClient: start_channels, then the welcome; wait_for_ready drops what start-up left"
+    from conkernel.blocking import BlockingConKernelClient, LoopThread
+    lt = LoopThread()
+    async def start():
+        km = ConKernelManager()
+        await km.start_kernel()
+        return km
+    km = lt.call(start())
+    try:
+        kc = BlockingConKernelClient(lt.call(_made(km.client)), lt)
+        kc.start_channels()
+        assert kc.get_iopub_msg(timeout=10)['msg_type'] == 'iopub_welcome'
+        kc.wait_for_ready(timeout=30)
+        with pytest.raises(Empty): kc.get_iopub_msg(timeout=0.2)
+        kc.stop_channels()
+    finally:
+        lt.call(km.shutdown_kernel(now=True))
+        lt.stop()
+
+
+async def _made(factory): return factory()
 
 
 async def test_a_paused_heartbeat_counts_no_silence():
@@ -55,3 +80,14 @@ async def test_a_paused_heartbeat_counts_no_silence():
         finally:
             os.kill(pid, signal.SIGCONT)
             await kc.astop_channels()
+
+
+async def test_a_request_on_a_client_never_started_starts_its_channels():
+    "As jupyter_client's channels start on first use: `km.client().kernel_info(reply=True)` answers"
+    async with run_kernel() as (km, _):
+        kc = km.client()
+        try:
+            assert (await kc.kernel_info(reply=True, timeout=30))['msg_type'] == 'kernel_info_reply'
+            assert kc.channels_running
+        finally: await kc.astop_channels()
+        with pytest.raises(Exception, match='stopped'): kc.execute('1')  # a stopped client stays stopped
