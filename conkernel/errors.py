@@ -11,9 +11,9 @@ from functools import lru_cache
 
 # %% auto #0
 __all__ = ['DeadKernelError', 'KernelRestartedError', 'ConnectionLostError', 'KernelUnresponsiveError', 'ChannelsStoppedError',
-           'MessageTooLargeError', 'KernelStartError', 'BadMessage', 'GatewayError', 'NoSubshellsError',
-           'SubshellError', 'CommClosedError', 'NoDebuggerError', 'DebuggerError', 'UnsupportedValueError',
-           'NotPythonKernelError', 'strip_ansi', 'KernelError']
+           'MessageTooLargeError', 'KernelStartError', 'PoolClosedError', 'BadMessage', 'GatewayError',
+           'NoSubshellsError', 'SubshellError', 'CommClosedError', 'NoDebuggerError', 'DebuggerError',
+           'UnsupportedValueError', 'NotPythonKernelError', 'strip_ansi', 'KernelError']
 
 # %% ../nbs/00_errors.ipynb #10ae675e
 class DeadKernelError(RuntimeError):
@@ -37,6 +37,9 @@ class MessageTooLargeError(RuntimeError):
 
 class KernelStartError(RuntimeError):
     "A kernel could not be started; it was shut down, and the original error is the cause"
+
+class PoolClosedError(RuntimeError):
+    "The kernel pool was closed while the caller waited for a kernel, or before it asked"
 
 # %% ../nbs/00_errors.ipynb #9866ce6c
 @lru_cache(maxsize=None)

@@ -18,15 +18,14 @@ from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from traitlets import CaselessStrEnum, DottedObjectName, Dict, Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
-from .errors import ChannelsStoppedError, DeadKernelError, KernelStartError
+from .errors import ChannelsStoppedError, DeadKernelError, KernelStartError, PoolClosedError
 from .router import USE_DEFAULT
 from .client import ConKernelClient
 from .manager import ConKernelManager
 from .blocking import BlockingConKernelClient, LoopThread
 
 # %% auto #0
-__all__ = ['PooledClient', 'PoolClosedError', 'KernelPool', 'BlockingKernelPool', 'blocking_pool', 'ConIOLoopKernelManager',
-           'ConMultiKernelManager']
+__all__ = ['PooledClient', 'KernelPool', 'BlockingKernelPool', 'blocking_pool', 'ConIOLoopKernelManager', 'ConMultiKernelManager']
 
 # %% ../nbs/09a_pool.ipynb #84e17851
 _log = logging.getLogger('conkernel')
@@ -53,9 +52,6 @@ class _Slot:
     def __init__(self, holders:int):
         self.kernel, self.holders, self.users, self.idle_since = None, 0, 0, time.monotonic()
         self.sem, self.lock = asyncio.Semaphore(holders), asyncio.Lock()
-
-class PoolClosedError(RuntimeError):
-    "The pool was closed while the caller waited for a kernel, or before it asked"
 
 def _start_error(e:KernelStartError) -> KernelStartError:
     "A `KernelStartError` of its own, saying what `e` says, for one more caller to raise; caused by what caused `e`"
