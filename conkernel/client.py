@@ -221,16 +221,15 @@ def start_channels(self:ConKernelClient, shell=True, iopub=True, stdin=True, hb=
 
 @patch
 async def _connect(self:ConKernelClient, timeout:float|None):
-    start = time.monotonic()
-    await self.kernel_transport.opened(timeout)
-    await self.wait_for_ready(None if timeout is None else max(0.0, timeout - (time.monotonic() - start)))
+    await self.wait_for_ready(timeout)
     return self
 
 # %% ../nbs/04_client.ipynb #8b7af955
 @patch
 async def wait_for_ready(self:ConKernelClient, timeout:float|None=60):
-    "Wait until the kernel answers kernel_info and its iopub stream reaches us; then drop what start-up left unread"
+    "Wait until the channels are connected, the kernel answers kernel_info and its iopub stream reaches us; then drop what start-up left unread"
     deadline = None if timeout is None else time.monotonic() + timeout
+    if self.kernel_transport is not None: await self.kernel_transport.opened(timeout)  # stdin too: a prompt sent before is lost
     attempt = 1  # seconds; doubled after each miss, so that a kernel or an iopub stream lagging behind still gets through
     while True:
         try:

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import zmq
 from fastcore.utils import patch
 from jupyter_client import AsyncKernelManager
-from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.kernelspec import KernelSpec, NoSuchKernel
 from traitlets import CaselessStrEnum, DottedObjectName, Instance, default
 from traitlets.config import LoggingConfigurable
 
@@ -156,7 +156,7 @@ async def start_kernel(self:ConKernelManager, **kw):
     try: await super(ConKernelManager, self).start_kernel(**kw)
     except BaseException as e:
         await asyncio.shield(asyncio.ensure_future(self._abandon_start()))
-        if not isinstance(e, Exception): raise
+        if not isinstance(e, Exception) or isinstance(e, NoSuchKernel): raise  # code written for jupyter_client catches NoSuchKernel
         raise KernelStartError(f"kernel {self.kernel_name!r} could not be started ({type(e).__name__}: {e}); "
                                "anything it had started was shut down. Check that the kernelspec runs "
                                "(`jupyter kernelspec list`) and see the cause below") from e

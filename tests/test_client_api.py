@@ -91,3 +91,27 @@ async def test_a_request_on_a_client_never_started_starts_its_channels():
             assert kc.channels_running
         finally: await kc.astop_channels()
         with pytest.raises(Exception, match='stopped'): kc.execute('1')  # a stopped client stays stopped
+
+
+async def test_wait_for_ready_waits_for_the_stdin_connection():
+    "Started as jupyter_client code starts it (start_channels not awaited, then wait_for_ready), a prompt right after ready is not lost"
+    for _ in range(4):
+        km = ConKernelManager()
+        await km.start_kernel()
+        try:
+            kc = km.client()
+            kc.start_channels()
+            await kc.wait_for_ready(timeout=30)
+            reply = kc.execute('input("? ")', reply=True, timeout=30, allow_stdin=True)
+            prompt = await kc.get_stdin_msg(timeout=10)
+            assert prompt['msg_type'] == 'input_request'
+            kc.input('fine', prompt)
+            assert (await reply)['content']['status'] == 'ok'
+            await kc.astop_channels()
+        finally: await km.shutdown_kernel(now=True)
+
+
+async def test_a_missing_kernelspec_raises_jupyter_clients_no_such_kernel():
+    "Jupyter Server and other jupyter_client code catch NoSuchKernel: it is not wrapped"
+    from jupyter_client.kernelspec import NoSuchKernel
+    with pytest.raises(NoSuchKernel): await ConKernelManager(kernel_name='no-such-kernel-here').start_kernel()
