@@ -33,7 +33,7 @@ class ChannelsStoppedError(RuntimeError):
     "The client's channels were stopped while a request waited for its reply"
 
 class MessageTooLargeError(RuntimeError):
-    "The reply was larger than the client's `max_message_size`, so it was dropped"
+    "A message too large: a reply beyond the client's `max_message_size` (dropped), or a request beyond what the server takes (not sent)"
 
 class KernelStartError(RuntimeError):
     "A kernel could not be started; it was shut down, and the original error is the cause"

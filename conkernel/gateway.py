@@ -6,12 +6,12 @@ Docs: https://conkernel.github.io/conkernel/gateway.html.md"""
 
 # %% ../nbs/10_gateway.ipynb #8d98d07c
 from __future__ import annotations
-import asyncio, json, os, ssl
+import asyncio, json, os, re, ssl, uuid
 from contextlib import asynccontextmanager
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from fastcore.utils import patch
-from traitlets import Any, CaselessStrEnum, Dict, Float, Type, Unicode, default
+from traitlets import Any, CaselessStrEnum, Dict, Float, Integer, Type, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .errors import GatewayError
@@ -39,6 +39,14 @@ def _http_error(status:int, what:str, body:str='') -> GatewayError:
     detail = _detail(body)
     return GatewayError(f"{what}: {_meaning.get(status, f'HTTP {status}')}" + (f": {detail}" if detail else ''), status)
 
+# %% ../nbs/10_gateway.ipynb #b8c2d3e4
+_KERNEL_ID = re.compile(r'[0-9A-Za-z_]+(?:-[0-9A-Za-z_]+){4}')  # what Jupyter Server routes as a kernel id: \w+-\w+-\w+-\w+-\w+
+
+def _checked_id(kernel_id:str|None) -> str|None:
+    "`kernel_id` if it has the form of a server's kernel id (or is None), else `ValueError`"
+    if kernel_id is None or _KERNEL_ID.fullmatch(kernel_id): return kernel_id
+    raise ValueError(f"kernel_id={kernel_id!r} is not a kernel id: servers name kernels by UUIDs, such as {uuid.UUID(int=0)}")
+
 # %% ../nbs/10_gateway.ipynb #ffcd58f6
 class RestKernelManager(LoggingConfigurable):
     "Starts, interrupts, restarts and stops a kernel on a Jupyter Server or gateway over REST, and opens its websocket"
@@ -54,6 +62,9 @@ class RestKernelManager(LoggingConfigurable):
         help="Websocket framing: 'auto' asks for v1 and takes what the server chooses; 'v1' requires it; 'json' the JSON one")
     reconnect_timeout = Float(10, config=True,
         help="Seconds to keep opening a dropped websocket again before every waiter fails with ConnectionLostError")
+    websocket_max_message_size = Integer(10 * 2**20, allow_none=True, config=True,
+        help="Most bytes in one websocket message the server takes (its Tornado websocket_max_message_size, 10 MiB unless "
+             "configured otherwise): a larger request fails with MessageTooLargeError before it is sent. None: not checked")
     env = Dict(config=True, help="Environment variables for the kernel, sent with the start request: Kernel Gateway "
                "passes KERNEL_* ones on, Enterprise Gateway reads KERNEL_USERNAME, KERNEL_NAMESPACE, ...")
     client_class = Type(ConKernelClient, config=True)
@@ -68,6 +79,9 @@ class RestKernelManager(LoggingConfigurable):
 
     @default('token')
     def _token_default(self): return os.environ.get('JUPYTER_GATEWAY_AUTH_TOKEN')
+
+    @validate('kernel_id')
+    def _valid_kernel_id(self, proposal): return _checked_id(proposal.value)
 
     @property
     def has_kernel(self) -> bool: return self.kernel_id is not None
@@ -119,7 +133,7 @@ async def aclose(self:RestKernelManager):
 @patch
 def _kernel_path(self:RestKernelManager, suffix:str='') -> str:
     if self.kernel_id is None: raise RuntimeError("no kernel: call start_kernel() first, or pass kernel_id=...")
-    return f"/api/kernels/{quote(self.kernel_id)}{suffix}"
+    return f"/api/kernels/{quote(self.kernel_id, safe='')}{suffix}"
 
 @patch
 async def start_kernel(self:RestKernelManager, **kwargs): # more of the request's body, e.g. env={...}

@@ -14,7 +14,7 @@ from fastcore.utils import patch
 from jupyter_client.session import DELIM
 
 from .errors import (BadMessage, ChannelsStoppedError, ConnectionLostError, DeadKernelError, GatewayError,
-                              KernelRestartedError)
+                              KernelRestartedError, MessageTooLargeError)
 from .router import CHANNELS, Router
 from .wire import WireReader, _object
 from .transport import Transport
@@ -36,12 +36,16 @@ def _deps():
 # %% ../nbs/09_websocket.ipynb #af962205
 V1 = 'v1.kernel.websocket.jupyter.org'
 
+def _nbytes(part) -> int:
+    "The bytes in `part`: a buffer's `len` counts its items, which can be wider than a byte"
+    return len(part) if isinstance(part, bytes) else memoryview(part).nbytes
+
 def encode_v1(channel:str, parts:list) -> bytes:
     "A v1 frame for `parts` (header, parent header, metadata, content, buffers, each bytes) on `channel`"
     chan = channel.encode()
     n = len(parts) + 2  # offsets: the channel's start, each part's start, the end
     offsets = [8 * (n + 1), 8 * (n + 1) + len(chan)]
-    for p in parts: offsets.append(offsets[-1] + len(p))
+    for p in parts: offsets.append(offsets[-1] + _nbytes(p))
     return b''.join([struct.pack(f'<{n+1}Q', n, *offsets), chan, *parts])
 
 def decode_v1(frame:bytes) -> tuple:
@@ -61,7 +65,7 @@ def encode_json(msg:dict, channel:str, pack) -> bytes:
     if not buffers: return pack(d)
     parts = [pack(d), *buffers]
     offsets = [4 * (len(parts) + 1)]
-    for p in parts[:-1]: offsets.append(offsets[-1] + len(p))
+    for p in parts[:-1]: offsets.append(offsets[-1] + _nbytes(p))
     return b''.join([struct.pack(f'!{len(parts)+1}I', len(parts), *offsets), *parts])
 
 def decode_json_binary(frame:bytes) -> tuple:
@@ -113,7 +117,9 @@ class WebsocketTransport(Transport):
         self.manager = client.parent  # opens the websocket: `await manager.open_websocket(session_id, timeout)`
         self.reader = WebsocketReader(client.session, client.max_message_size)
         self.router = self.task = self.flusher = self.ws = self._opened = None
-        self.v1,self.outbox,self.barriers = False,deque(),set()
+        self.v1 = {'v1': True, 'json': False}.get(self.manager.ws_protocol)  # the framing; with 'auto', None until opened
+        self.outbox,self.barriers = deque(),set()  # outbox: (channel, msg, frame, its framing, its request or None)
+        self.largest = self.refused = None  # the largest message sent on this websocket; the smallest the server refused
 
     def __repr__(self): return f"<WebsocketTransport kernel={self.manager.kernel_id} {'open' if self.ws else 'closed'}>"
 
@@ -137,10 +143,12 @@ async def opened(self:WebsocketTransport, timeout:float|None):
 def is_alive(self:WebsocketTransport) -> bool: return self.task is not None and not self.task.done()
 
 # %% ../nbs/09_websocket.ipynb #5b31d151
+_FIRST_RETRY, _MAX_RETRY, _WORKED = 0.05, 2.0, 1.0  # s: the first and the longest wait; how long an open websocket must last
+
 @patch
 async def _run(self:WebsocketTransport):
-    "Own the websocket: open it, feed the router, open it again when it drops"
-    km, delay, lost = self.manager, 0.05, None  # lost: when the open websocket dropped
+    "Own the websocket: open it, feed the router, open it again when it drops (backing off while it will not stay open)"
+    km, delay, lost = self.manager, _FIRST_RETRY, None  # lost: when the websocket last stopped working (None: never)
     while True:
         left = None if lost is None else max(0.1, km.reconnect_timeout - (time.monotonic() - lost))
         try: ws = await km.open_websocket(self.client.session.session, left)
@@ -148,21 +156,28 @@ async def _run(self:WebsocketTransport):
         except Exception as e:
             error = self._cannot_open(e, lost)
             if error is not None: return self._fail(error, e if lost is None and not isinstance(e, GatewayError) else None)
-            await asyncio.sleep(delay)
-            delay = min(2 * delay, 2)
-            continue
-        self.ws, self.v1, delay = ws, ws.subprotocol == V1, 0.05
-        if not self._opened.done(): self._opened.set_result(None)
-        self._flush_soon()
-        if lost is not None: self._find_lost_replies()
-        lost = None
-        try: await self._read(ws)
-        finally:
-            self.ws = None
-            await ws.close()
-        lost = time.monotonic()
-        self.router.stats['websocket_dropped'] += 1
-        _log.warning("the websocket to kernel %s dropped: opening it again", km.kernel_id)
+        else:
+            opened = time.monotonic()
+            self.ws, self.v1 = ws, ws.subprotocol == V1
+            if not self._opened.done(): self._opened.set_result(None)
+            self._flush_soon()
+            if lost is not None: self._find_lost_replies()
+            try: await self._read(ws)
+            finally:
+                self.ws = None
+                await ws.close()
+            self._closed(ws)
+            self.router.stats['websocket_dropped'] += 1
+            now = time.monotonic()
+            if lost is None or now - opened >= _WORKED:  # it worked: a new outage begins, and the first try is at once
+                lost, delay = now, _FIRST_RETRY
+                _log.warning("the websocket to kernel %s dropped: opening it again", km.kernel_id)
+                continue
+            error = self._cannot_open(ConnectionError(f"it closed {now - opened:.2f} s after it was opened "
+                                                      f"(close code {ws.close_code})"), lost)
+            if error is not None: return self._fail(error)
+        await asyncio.sleep(min(delay, max(0.0, lost + km.reconnect_timeout - time.monotonic())))
+        delay = min(2 * delay, _MAX_RETRY)
 
 @patch
 def _cannot_open(self:WebsocketTransport, e:Exception, lost:float|None):
@@ -250,9 +265,11 @@ def _kernel_news(self:WebsocketTransport, msg:dict):
 # %% ../nbs/09_websocket.ipynb #db2a9407
 @patch
 def send(self:WebsocketTransport, channel:str, msg:dict):
-    "Queue `msg` for the websocket, in order"
+    "Queue `msg` for the websocket, in order; `MessageTooLargeError` at once if the server would refuse it"
     if not self.is_alive(): raise ChannelsStoppedError("the kernel's websocket is closed")
-    self.outbox.append((channel, msg))
+    frame = None
+    if self.v1 is not None: self._check_size(msg, len(frame := self._encode(channel, msg)))  # else made once opened
+    self.outbox.append((channel, msg, frame, self.v1, self.router.requests.get(msg['header']['msg_id'])))
     self._flush_soon()
 
 @patch
@@ -269,18 +286,62 @@ def _encode(self:WebsocketTransport, channel:str, msg:dict) -> bytes:
 
 @patch
 async def _flush(self:WebsocketTransport, ws):
-    "Send the outbox in order; what a dropped websocket did not take is sent once it is open again"
+    "Send the outbox in order; what a dropped websocket did not take is sent once it is open again, unless nobody waits for it"
     _, websockets = _deps()
-    outbox = self.outbox
+    outbox, requests = self.outbox, self.router.requests
     try:
         while outbox:
-            channel, msg = outbox[0]
-            frame = self._encode(channel, msg)
+            entry = channel, msg, frame, v1, p = outbox[0]
+            if p is not None and requests.get(msg['header']['msg_id']) is not p:  # its caller gave up, or it failed
+                outbox.popleft()
+                continue
+            try:
+                if v1 != self.v1: outbox[0] = entry = channel, msg, (frame := self._encode(channel, msg)), self.v1, p
+                self._check_size(msg, len(frame))  # again: the server may have refused a smaller one since
+            except MessageTooLargeError as e:
+                outbox.popleft()
+                self._refuse(msg['header'], p, partial(MessageTooLargeError, str(e)))
+                continue
+            if ws is self.ws and (self.largest is None or len(frame) > self.largest[0]): self.largest = len(frame), msg['header'], p
             try: await ws.send(frame, text=not self.v1 and not msg.get('buffers'))
             except websockets.exceptions.ConnectionClosed: return
-            if outbox and outbox[0][1] is msg: outbox.popleft()
+            if outbox and outbox[0] is entry: outbox.popleft()
     finally:  # the websocket was replaced while this flusher still held the old one: start one for the new
         if self.ws is not None and self.ws is not ws: asyncio.get_running_loop().call_soon(self._flush_soon)
+
+# %% ../nbs/09_websocket.ipynb #d4e8b2c6
+@patch
+def _check_size(self:WebsocketTransport, msg:dict, n:int):
+    "`MessageTooLargeError` if the server would refuse `msg` as a websocket message of `n` bytes"
+    limit = self.manager.websocket_max_message_size
+    if limit is not None and n > limit:
+        raise MessageTooLargeError(f"the {msg['msg_type']} is {n} bytes as a websocket message, more than the server takes "
+                                   f"(websocket_max_message_size={limit}, the manager's setting): it was not sent")
+    if self.refused is not None and n >= self.refused:
+        raise MessageTooLargeError(f"the {msg['msg_type']} is {n} bytes as a websocket message: the server closed the "
+                                   f"websocket for one of {self.refused} bytes (close code 1009, message too big): it was not sent")
+
+@patch
+def _refuse(self:WebsocketTransport, header:dict, p, error):
+    "A queued message that will not be sent: fail its request `p` with `error()` (one nobody waits for is logged)"
+    self.router.stats['too_large_to_send'] += 1
+    if p is None: _log.warning("%s", error())
+    elif self.router.requests.get(header['msg_id']) is p: self.router.fail([header['msg_id']], error)
+
+@patch
+def _closed(self:WebsocketTransport, ws):
+    "After `ws` closed: if the server closed it for a message too big (code 1009), the largest one sent fails, never sent again"
+    largest, self.largest = self.largest, None
+    if ws.close_code != 1009 or largest is None: return
+    n, header, p = largest
+    self.refused = n if self.refused is None else min(n, self.refused)
+    _log.warning("the server closed the websocket to kernel %s for a message of %d bytes (1009, message too big)",
+                 self.manager.kernel_id, n)
+    if self.outbox and self.outbox[0][1]['header'] is header: self.outbox.popleft()  # it was cut short: not again
+    self._refuse(header, p, partial(MessageTooLargeError,
+        f"the server closed the websocket for the {header['msg_type']} of {n} bytes (close code 1009, message too big): "
+        f"it takes less (the manager's websocket_max_message_size={self.manager.websocket_max_message_size} let it go: "
+        f"set it to the server's limit to be told before sending)"))
 
 # %% ../nbs/09_websocket.ipynb #0467ecac
 @patch
