@@ -103,12 +103,12 @@ def claim(self:MsgQueue, msg_id:str) -> dict|None:
 # %% ../nbs/02_router.ipynb #5b057f2a
 class Pending:
     "One in-flight request: its reply future, what it still waits for, and notes on what it may have missed"
-    __slots__ = ('msg_type','future','timer','deadline','reply','want_idle','on_iopub','on_stdin','channel','subshell_id',
-                 'seq','heard','notes')
+    __slots__ = ('msg_type','future','timer','deadline','reply','want_idle','on_iopub','on_stdin','on_reply','channel',
+                 'subshell_id','seq','heard','notes')
 
-    def __init__(self, msg_type, future, want_idle, on_iopub, on_stdin, channel, subshell_id, seq):
+    def __init__(self, msg_type, future, want_idle, on_iopub, on_stdin, on_reply, channel, subshell_id, seq):
         self.msg_type,self.future,self.want_idle,self.on_iopub,self.on_stdin = msg_type,future,want_idle,on_iopub,on_stdin
-        self.channel,self.subshell_id,self.seq = channel,subshell_id,seq
+        self.on_reply,self.channel,self.subshell_id,self.seq = on_reply,channel,subshell_id,seq
         self.timer = self.deadline = self.reply = None  # deadline: (loop time, timeout) its caller stops waiting at
         self.heard,self.notes = 0.0,[]
 
@@ -128,11 +128,10 @@ class Router:
         self.queues = {ch: MsgQueue(ch, maxlen, max_bytes if ch == 'iopub' else None) for ch in CHANNELS}  # replies to collect: count only
         self.stats = Counter()
         self.closed = self.error = None  # once closed: the exception it was closed with, and the factory making one per caller
-        self.closings = 0   # how many times it was closed: what belongs to one connection (a managed subshell) compares it
         self.maxlen,self.abandoned = maxlen,OrderedDict()  # msg_ids whose caller stopped waiting, oldest first
         self.inputs = deque(maxlen=100)  # input_requests not yet answered, newest last
         self.iopub_timeout,self.heard,self.sent = iopub_timeout,0.0,0  # `heard`: loop time a message last arrived
-        self.on_orphaned_input = None  # called with an input_request whose request stopped waiting
+        self.on_orphaned_input = None  # called with an input_request whose request stopped waiting, to end it
         self.watchers = {}  # iopub msg_type -> handler given every such message, whoever caused it (comms, debug events)
         self.listeners = []  # called with the error factory when the router closes, None when it reopens (comms, debugger)
         self.loop = None  # the event loop the client started on: requests from another loop are refused
@@ -140,7 +139,7 @@ class Router:
 # %% ../nbs/02_router.ipynb #91861861
 @patch
 def register(self:Router, msg_id:str, msg_type:str, timeout:float|None=None, until_idle:bool=False,
-             on_iopub=None, on_stdin=None, channel:str='shell', subshell_id:str|None=None) -> asyncio.Future:
+             on_iopub=None, on_stdin=None, on_reply=None, channel:str='shell', subshell_id:str|None=None) -> asyncio.Future:
     "Track `msg_id` until its reply (and idle, if `until_idle`) arrives; returns the reply future"
     self.check_open()
     if msg_id in self.requests: raise ValueError(f"a request with msg_id {msg_id!r} is already in flight")
@@ -148,7 +147,7 @@ def register(self:Router, msg_id:str, msg_type:str, timeout:float|None=None, unt
         raise ValueError(f"timeout={timeout!r}: give a number of seconds (0 or more), or None to wait forever")
     loop = self.loop or asyncio.get_running_loop()  # check_open made sure it is the running loop
     self.sent += 1
-    p = Pending(msg_type, loop.create_future(), until_idle, on_iopub, on_stdin, channel, subshell_id, self.sent)
+    p = Pending(msg_type, loop.create_future(), until_idle, on_iopub, on_stdin, on_reply, channel, subshell_id, self.sent)
     if timeout is not None:
         p.timer = loop.call_later(timeout, self.expire, msg_id, timeout)
         p.deadline = p.timer.when(),timeout
@@ -171,21 +170,30 @@ def check_open(self:Router):
                            "start a client in this loop")
 
 @patch
-def _forget_reply(self:Router, msg_id:str):
-    "Remember `msg_id` so that its reply, if it still comes, is counted as `late` and dropped"
-    self.abandoned[msg_id] = None
-    if len(self.abandoned) > self.maxlen: self.abandoned.popitem(last=False)
+def _drop(self:Router, msg_id:str) -> Pending|None:
+    "Remove `msg_id`, whose caller will not take its reply: a late reply is dropped, its prompts (come or to come) ended"
+    p = self._remove(msg_id)
+    if p is None: return None
+    if p.reply is None:  # (one that only waited for its idle has had its reply: its prompts came before it)
+        self.abandoned[msg_id] = None
+        if len(self.abandoned) > self.maxlen: self.abandoned.popitem(last=False)
+    for m in [m for m in self.inputs if m['parent_header'].get('msg_id') == msg_id]:
+        self.inputs.remove(m)
+        self.queues['stdin'].claim(msg_id)  # answered now: a `get_stdin_msg` reader would answer it again
+        self._end_prompt(m)
+    return p
+
+@patch
+def _end_prompt(self:Router, msg:dict):
+    "End the input_request `msg`, whose request's caller will not answer it"
+    self.stats['inputs_ended'] += 1
+    if self.on_orphaned_input is not None: self._call(self.on_orphaned_input, msg)
 
 @patch
 def _abandon(self:Router, msg_id:str, stat:str) -> Pending|None:
-    "Remove `msg_id` because its caller stopped waiting: its late reply is dropped, its unanswered prompts ended"
-    p = self._remove(msg_id)
-    if p is None: return
-    self.stats[stat] += 1
-    if p.reply is None: self._forget_reply(msg_id)  # (a request that only waited for its idle has had its reply)
-    for m in [m for m in self.inputs if m['parent_header'].get('msg_id') == msg_id]:
-        self.inputs.remove(m)
-        if self.on_orphaned_input is not None: self._call(self.on_orphaned_input, m)
+    "Remove `msg_id` because its caller stopped waiting, counted as `stat`"
+    p = self._drop(msg_id)
+    if p is not None: self.stats[stat] += 1
     return p
 
 @patch
@@ -221,13 +229,16 @@ def dispatch(self:Router, channel:str, msg:dict, nbytes:int=0):
             p.want_idle = False
             if p.finished: self._finish(msg_id)
     elif channel == 'stdin':
-        if msg['msg_type'] == 'input_request': self.inputs.append(msg)
+        if msg['msg_type'] == 'input_request':
+            if p is None and msg_id in self.abandoned: return self._end_prompt(msg)  # asked after its caller gave up
+            self.inputs.append(msg)
         if p is not None and p.on_stdin is not None: self._call(p.on_stdin, msg)
         else: self._keep(channel, msg, nbytes)
     elif p is None and msg_id in self.abandoned:
         del self.abandoned[msg_id]
         self.stats['late'] += 1
     elif p is None or p.reply is not None: self._keep(channel, msg, nbytes)
+    elif p.on_reply is not None and self._call(p.on_reply, msg): pass  # its handler keeps it waiting (sent again)
     else:
         p.reply,p.heard = msg,self.heard
         if p.finished: self._finish(msg_id)
@@ -245,7 +256,8 @@ def _finish(self:Router, msg_id:str):
 
 @patch
 def _call(self:Router, handler, msg:dict):
-    try: handler(msg)
+    "`handler(msg)`; a handler that fails is logged (and gives None), never stops the reader"
+    try: return handler(msg)
     except Exception: _log.exception("handler %r failed on a %s message", handler, msg['msg_type'])
 
 # %% ../nbs/02_router.ipynb #265c5af7
@@ -278,12 +290,10 @@ def note(self:Router, msg_id:str, text:str, stat:str):
 # %% ../nbs/02_router.ipynb #145944f4
 @patch
 def fail(self:Router, msg_ids, error):
-    "Fail requests `msg_ids`, each with its own exception made by `error()`; replies that still come for them are dropped as `late`"
+    "Fail requests `msg_ids`, each with its own exception made by `error()`; their late replies are dropped, their prompts ended"
     for msg_id in msg_ids:
-        p = self._remove(msg_id)
-        if p is None: continue
-        if p.reply is None: self._forget_reply(msg_id)
-        if not p.future.done():
+        p = self._drop(msg_id)
+        if p is not None and not p.future.done():
             p.future.set_exception(error())
             p.future.exception()  # a caller who dropped the request is not told of it at exit
 
@@ -293,9 +303,8 @@ def close(self:Router,
     "Fail every in-flight request and queue getter, each with a fresh `error()`; refuse new requests and reads of empty queues"
     if not callable(error) or isinstance(error, BaseException):
         raise TypeError(f"close takes a function making the exception (each caller gets its own), not {error!r}")
+    self.fail(list(self.requests), error)  # while sends still go out: their prompts are ended
     self.closed,self.error = error(),error
-    self.closings += 1
-    self.fail(list(self.requests), error)
     for q in self.queues.values(): q.close(error)
     self._tell(error)
 

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from functools import lru_cache, partial
 
 from fastcore.utils import patch
-from .errors import NoSubshellsError, SubshellError
+from .errors import KernelUnresponsiveError, NoSubshellsError, SubshellError
 from .router import USE_DEFAULT, PendingReply
 from .client import ConKernelClient
 
@@ -35,13 +35,17 @@ async def _require_subshells(self:ConKernelClient):
                            "has no 'kernel subshells' in supported_features")
 
 # %% ../nbs/07_subshells.ipynb #8c1830bf
+def _checked(msg_type:str, reply:dict) -> dict:
+    "The content of a subshell request's `reply`; `SubshellError` with the kernel's message unless its status is ok"
+    content = reply['content']
+    if content.get('status') != 'ok':
+        raise SubshellError(f"{msg_type} failed: {content.get('ename', '')} {content.get('evalue', '')}".strip())
+    return content
+
 @patch
 async def _subshell_request(self:ConKernelClient, msg_type:str, content:dict, timeout) -> dict:
     await self._require_subshells()
-    reply = (await self._request('control', msg_type, content, True, timeout))['content']
-    if reply.get('status') != 'ok':
-        raise SubshellError(f"{msg_type} failed: {reply.get('ename', '')} {reply.get('evalue', '')}".strip())
-    return reply
+    return _checked(msg_type, await self._request('control', msg_type, content, True, timeout))
 
 @patch
 async def create_subshell(self:ConKernelClient, timeout=USE_DEFAULT) -> str:
@@ -56,11 +60,13 @@ async def list_subshells(self:ConKernelClient, timeout=USE_DEFAULT) -> list:
 @patch
 async def delete_subshell(self:ConKernelClient, subshell_id:str, timeout=USE_DEFAULT):
     "Delete subshell `subshell_id`; requests still waiting on it fail with `SubshellError`"
-    await self._subshell_request('delete_subshell_request', {'subshell_id': subshell_id}, timeout)
+    await self._require_subshells()
+    deleted = self._request('control', 'delete_subshell_request', {'subshell_id': subshell_id}, True, timeout)
     doomed = [msg_id for msg_id,p in self.router.requests.items() if p.subshell_id == subshell_id]
     self.router.fail(doomed, partial(SubshellError, f"subshell {subshell_id} was deleted before it answered"))
     q = getattr(self, '_quick', None)
     if q is not None and q.id == subshell_id: self._quick = None  # the quick subshell (below): the next quick request makes another
+    _checked('delete_subshell_request', await deleted)
 
 # %% ../nbs/07_subshells.ipynb #e233c5aa
 @lru_cache(maxsize=None)
@@ -93,9 +99,9 @@ async def subshell(self:ConKernelClient, timeout=USE_DEFAULT):
 
 # %% ../nbs/07_subshells.ipynb #c6c76f6d
 class _Quick:
-    "The subshell a client made for quick requests: the task creating it, and the router closing it belongs after"
-    __slots__ = 'task','closings'
-    def __init__(self, task:asyncio.Task, closings:int): self.task,self.closings = task,closings
+    "The subshell a client made for quick requests: the task creating it, and the transport it was made over"
+    __slots__ = 'task','transport'
+    def __init__(self, task:asyncio.Task, transport): self.task,self.transport = task,transport
 
     @property
     def id(self) -> str|None:
@@ -109,9 +115,14 @@ def _retrieve(task):
 
 @patch
 def _quick_current(self:ConKernelClient) -> _Quick|None:
-    "The quick subshell made since the router last closed, if any"
+    "The quick subshell made over the current connection, if any"
     q = getattr(self, '_quick', None)
-    return q if q is not None and q.closings == self.router.closings else None
+    return q if q is not None and q.transport is self.kernel_transport else None
+
+@patch
+def _quick_ended(self:ConKernelClient, error):
+    "Router listener: a kernel that died or restarted, or channels that stopped, take the quick subshell along; an unresponsive spell does not"
+    if error is not None and not isinstance(self.router.closed, KernelUnresponsiveError): self._quick = None
 
 @patch
 async def quick_subshell(self:ConKernelClient, timeout=USE_DEFAULT) -> str|None:
@@ -119,9 +130,10 @@ async def quick_subshell(self:ConKernelClient, timeout=USE_DEFAULT) -> str|None:
     self.router.check_open()
     if self.quick_requests != 'subshell' or not await self.supports_subshells(): return None
     q = self._quick_current()
-    if q is None or (q.task.done() and q.id is None):  # none for this connection yet, or making it failed: try again
-        q = self._quick = _Quick(asyncio.ensure_future(self.create_subshell(timeout)), self.router.closings)
+    if q is None or (q.task.done() and q.id is None):  # none over this connection yet, or making it failed: try again
+        q = self._quick = _Quick(asyncio.ensure_future(self.create_subshell(timeout)), self.kernel_transport)
         q.task.add_done_callback(_retrieve)
+        if self._quick_ended not in self.router.listeners: self.router.listeners.append(self._quick_ended)
     return await asyncio.shield(q.task)  # a caller who gives up does not stop the creation the others wait for
 
 # %% ../nbs/07_subshells.ipynb #afce5e6c
@@ -143,17 +155,25 @@ def _quick_request(self:ConKernelClient, channel:str, msg_type:str, content:dict
         if not reply: subshell_id = None  # read later by code written for jupyter_client: as it expects, on the main shell
         else:
             subshell_id, ready = self._quick_target()
-            if not ready: return self._quick_deferred(channel, msg_type, content, timeout, msg_id)
+            if not ready or subshell_id is not None: return self._quick_tracked(channel, msg_type, content, timeout, msg_id, subshell_id)
     return self._request(channel, msg_type, content, reply, timeout, msg_id, subshell_id)
 
 @patch
-def _quick_deferred(self:ConKernelClient, channel:str, msg_type:str, content:dict, timeout, msg_id:str|None) -> PendingReply:
-    "Register the request now (it is pending, its timeout runs); a task sends it once the quick subshell exists"
+def _quick_tracked(self:ConKernelClient, channel:str, msg_type:str, content:dict, timeout, msg_id:str|None,
+                   subshell_id:str|None) -> PendingReply:
+    "A request for the quick subshell: sent on `subshell_id` now, or (None) by a task once it exists; sent again if the kernel no longer knows it"
+    again = partial(self._quick_unknown, channel, msg_type, content, timeout)
+    if subshell_id is not None: return self._request(channel, msg_type, content, True, timeout, msg_id, subshell_id, on_reply=again)
     msg = self._new_request(msg_type, content, msg_id)
-    timeout = self.reply_timeout if timeout is USE_DEFAULT else timeout
-    future = self.router.register(msg['header']['msg_id'], msg_type, timeout, channel=channel)
+    future = self.router.register(msg['msg_id'], msg_type, self.reply_timeout if timeout is USE_DEFAULT else timeout,
+                                  channel=channel, on_reply=again)  # pending now, its timeout running
+    self._quick_later(channel, msg, future, timeout)
+    return PendingReply(msg['msg_id'], self.router)
+
+@patch
+def _quick_later(self:ConKernelClient, channel:str, msg:dict, future:asyncio.Future, timeout):
+    "Send `msg` from a task, once the quick subshell exists"
     asyncio.ensure_future(self._quick_send(channel, msg, future, timeout)).add_done_callback(_retrieve)
-    return PendingReply(msg['header']['msg_id'], self.router)
 
 @patch
 async def _quick_send(self:ConKernelClient, channel:str, msg:dict, future:asyncio.Future, timeout):
@@ -163,10 +183,23 @@ async def _quick_send(self:ConKernelClient, channel:str, msg:dict, future:asynci
     except Exception as e: return self.router.fail([msg_id], lambda: e)  # one request: it raises `e` itself
     p = self.router.requests.get(msg_id)
     if p is None or p.future is not future: return  # withdrawn, timed out or failed while the subshell was made
-    if sid is not None: msg['header']['subshell_id'] = p.subshell_id = sid
+    p.subshell_id = sid
+    if sid is not None: msg['header']['subshell_id'] = sid
     try: self._send(channel, msg)
     except Exception as e: self.router.fail([msg_id], lambda: e)
 
+@patch
+def _quick_unknown(self:ConKernelClient, channel:str, msg_type:str, content:dict, timeout, reply:dict, again:bool=True) -> bool:
+    "`on_reply` of a quick request: if the kernel does not know the quick subshell, forget it, and (once) send the request again on a new one"
+    c = reply['content']
+    if c.get('status') != 'error' or c.get('ename') != 'UnknownSubshellError': return False
+    msg_id = reply['parent_header']['msg_id']
+    p, q = self.router.requests[msg_id], self._quick_current()
+    if q is not None and q.id == p.subshell_id: self._quick = None  # the first of its requests to hear it: the next makes another
+    if not again: return False  # the new one is unknown too: the caller gets the kernel's answer
+    p.on_reply = partial(self._quick_unknown, channel, msg_type, content, timeout, again=False)
+    self._quick_later(channel, self._new_request(msg_type, content, msg_id), p.future, timeout)  # a fresh header: not a replay
+    return True
 
 # %% ../nbs/07_subshells.ipynb #04146bce
 @patch

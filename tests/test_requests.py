@@ -5,7 +5,7 @@ import pytest
 from jupyter_client.connect import write_connection_file
 from jupyter_client.session import DELIM, Session
 
-from conkernel import ConKernelClient, run_kernel
+from conkernel import ChannelsStoppedError, ConKernelClient, KernelUnresponsiveError, SubshellError, run_kernel
 from conkernel.router import Router
 from conkernel.wire import WireReader
 
@@ -238,6 +238,106 @@ async def test_a_failing_stdin_hook_answers_end_of_file():
         assert r['content']['status'] == 'error' and r['content']['ename'] == 'EOFError'
 
 
+async def until(cond, limit=30):
+    "Wait until `cond()` holds, at most `limit` seconds"
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    while not cond():
+        assert loop.time() < end, 'gave up waiting'
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize('kernel', KERNELS + ['xpython'])
+async def test_a_prompt_that_comes_after_its_caller_gave_up_is_ended(kernel):
+    """A request that timed out, was cancelled or was dropped before the kernel reached its input() asks later; that
+    prompt is ended, so the kernel answers the next request (it used to wait in input() for good)"""
+    async with run_kernel(kernel) as (km, kc):
+        def ask(**kw): return kc.execute('import time; time.sleep(0.5); late = input("late? ")', allow_stdin=True,
+                                         stop_on_error=False, reply=True, **kw)
+        with pytest.raises(TimeoutError): await ask(timeout=0.1)
+        assert (await kc.execute('1', reply=True, timeout=20))['content']['status'] == 'ok'
+        task = asyncio.ensure_future(ask())
+        await asyncio.sleep(0.1)
+        task.cancel()
+        assert (await kc.execute('1', reply=True, timeout=20))['content']['status'] == 'ok'
+        ask()  # dropped unawaited
+        assert (await kc.execute('1', reply=True, timeout=20))['content']['status'] == 'ok'
+        assert kc.stats['inputs_ended'] == 3 and kc.stats['late'] == 3
+        assert len(kc.router.inputs) == 0 and len(kc.router.queues['stdin']) == 0 and len(kc.pending) == 0
+
+
+@pytest.mark.parametrize('kernel', KERNELS + ['xpython'])
+async def test_the_prompt_of_a_request_failed_while_the_kernel_was_stopped_is_ended(kernel):
+    "The heartbeat's KernelUnresponsiveError fails the request waiting in input(); once the kernel resumes, it is not left there"
+    async with run_kernel(kernel) as (km, kc):
+        waiter = kc.execute('x = input("x? ")', allow_stdin=True, stop_on_error=False, reply=True, timeout=60)
+        await until(lambda: kc.router.inputs)
+        pid = km.provisioner.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(KernelUnresponsiveError): await waiter
+        finally: os.kill(pid, signal.SIGCONT)
+        await until(lambda: kc.router.closed is None)
+        assert (await kc.execute('1', reply=True, timeout=20))['content']['status'] == 'ok'
+        assert kc.stats['inputs_ended'] == 1 and len(kc.router.queues['stdin']) == 0
+
+
+async def test_stopping_the_channels_ends_their_prompts():
+    """A client that leaves while its request waits in input() does not leave the kernel there for the next client (on
+    ipykernel; ipymini ends an input() itself when its client goes)"""
+    async with run_kernel() as (km, kc):
+        waiter = kc.execute('x = input("x? ")', allow_stdin=True, stop_on_error=False, reply=True, timeout=60)
+        await until(lambda: kc.router.inputs)
+        await kc.astop_channels()
+        with pytest.raises(ChannelsStoppedError): await waiter
+        other = await km.client().start_channels()
+        try: assert (await other.execute('1', reply=True, timeout=20))['content']['status'] == 'ok'
+        finally: await other.astop_channels()
+
+
+@pytest.mark.parametrize('kernel', KERNELS)
+async def test_deleting_a_subshell_that_waits_for_input(kernel):
+    "Its request fails and its prompt is ended as the deletion is sent: ipykernel lets the subshell go only once the request ends"
+    async with run_kernel(kernel) as (km, kc):
+        sid = await kc.create_subshell()
+        waiter = kc.execute('x = input("x? ")', allow_stdin=True, reply=True, subshell_id=sid, timeout=60)
+        await until(lambda: kc.router.inputs)
+        await kc.delete_subshell(sid, timeout=20)
+        with pytest.raises(SubshellError): await waiter
+        assert await kc.list_subshells() == [] and kc.stats['inputs_ended'] == 1
+        assert (await kc.execute('1', reply=True, timeout=20))['content']['status'] == 'ok'
+
+
+async def test_a_prompt_of_a_request_sent_without_reply_is_left_to_its_reader():
+    "jupyter_client style (reply=False, then get_stdin_msg): never answered for it, though other requests were abandoned"
+    async with run_kernel() as (km, kc):
+        with pytest.raises(TimeoutError): await kc.execute('import time; time.sleep(0.3)', reply=True, timeout=0.05)
+        mid = kc.execute('w = input("w? ")', allow_stdin=True)
+        request = await kc.get_stdin_msg(timeout=30)
+        assert parent_id(request) == mid
+        await asyncio.sleep(0.5)  # nobody else answers it meanwhile
+        kc.input('typed')
+        assert (await kc._async_recv_reply(mid, timeout=30))['content']['status'] == 'ok'
+        assert own_value(await kc.execute('', user_expressions={'v': 'w'}, reply=True)) == "'typed'"
+        assert kc.stats['inputs_ended'] == 0
+
+
+async def test_a_prompt_after_its_requests_reply_is_left_to_a_reader():
+    "ipymini sends the prompt of a thread that calls input() once its cell has ended: the shell is not blocked, so it is queued"
+    async with run_kernel('py') as (km, kc):
+        code = 'import threading\ndef ask(): globals()["late"] = input("late? ")\nthreading.Timer(0.3, ask).start()'
+        r = await kc.execute(code, allow_stdin=True, reply=True, timeout=30)
+        request = await kc.get_stdin_msg(timeout=30)
+        assert parent_id(request) == parent_id(r) and kc.stats['inputs_ended'] == 0
+        assert (await kc.execute('1', reply=True, timeout=20))['content']['status'] == 'ok'
+        kc.input('typed', request)
+        for _ in range(100):
+            reply = await kc.execute('', user_expressions={'v': 'late'}, reply=True, timeout=20)
+            if reply['content']['user_expressions']['v']['status'] == 'ok': break
+            await asyncio.sleep(0.05)
+        assert own_value(reply) == "'typed'"
+
+
 def launch_ipykernel(cf):
     "Start an ipykernel in another process, as a user or a server would, on a new connection file"
     write_connection_file(cf, key=os.urandom(16).hex().encode())
@@ -280,6 +380,24 @@ async def test_ready_means_stdin_is_connected_too(tmp_path):
             with pytest.raises(RuntimeError, match='stdin'): await kc.start_channels(timeout=3)
         kc.stop_channels()
     finally: proc.kill(); proc.wait()
+
+
+async def test_the_router_ends_the_prompts_of_requests_nobody_waits_for():
+    "Late prompts of abandoned or failed requests are ended, within the bounded memory; others are queued; close ends them before refusing sends"
+    def prompt(parent): return dict(msg_type='input_request', parent_header={'msg_id': parent}, content={'prompt': '? '})
+    r, ended = Router(maxlen=3), []
+    r.on_orphaned_input = lambda msg: ended.append((parent_id(msg), r.error is None))
+    for i in range(5): r.forget(f'm{i}', r.register(f'm{i}', 'execute_request'))
+    r.fail(['never registered'], RuntimeError)
+    r.register('failed', 'execute_request')
+    r.fail(['failed'], RuntimeError)
+    for m in ['m0', 'm2', 'm3', 'm4', 'failed', 'sent with reply=False']: r.dispatch('stdin', prompt(m))
+    assert [m for m, _ in ended] == ['m3', 'm4', 'failed']  # m0..m2 were pushed out of the memory (3 long)
+    assert [parent_id(m) for m in r.queues['stdin'].items] == ['m0', 'm2', 'sent with reply=False']
+    r.register('asking', 'execute_request', on_stdin=lambda msg: None)
+    r.dispatch('stdin', prompt('asking'))
+    r.close(RuntimeError)
+    assert ended[-1] == ('asking', True) and r.stats['inputs_ended'] == 4
 
 
 def test_unparented_messages_are_routed():

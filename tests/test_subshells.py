@@ -1,12 +1,21 @@
 "Subshells (JEP 91): parallel requests inside one kernel, the context manager's cleanup, kernels without them."
-import asyncio
+import asyncio, os, signal
 
 import pytest
 
-from conkernel import ChannelsStoppedError, NoSubshellsError, Subshell, SubshellError, run_kernel
+from conkernel import ChannelsStoppedError, KernelUnresponsiveError, NoSubshellsError, Subshell, SubshellError, run_kernel
 
 
 def value(reply): return reply['content']['user_expressions']['v']['data']['text/plain']
+
+
+async def until(cond, limit=30):
+    "Wait until `cond()` holds, at most `limit` seconds"
+    loop = asyncio.get_running_loop()
+    end = loop.time() + limit
+    while not cond():
+        assert loop.time() < end, 'gave up waiting'
+        await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize('kernel', ['python3', 'py'])
@@ -116,6 +125,68 @@ async def test_quick_subshell_through_restart_stop_and_cancellation():
         assert len(kc.pending) == 0
         with pytest.raises(ChannelsStoppedError): kc.complete('x', reply=True)
         await kc.start_channels()
+
+
+@pytest.mark.parametrize('kernel', ['python3', 'py'])
+async def test_the_quick_subshell_outlives_unresponsive_spells(kernel):
+    "Each SIGSTOP/SIGCONT used to make a new quick subshell and leave the old one in the kernel"
+    async with run_kernel(kernel) as (km, kc0):
+        kc = await km.client(heartbeat_timeout=1).start_channels()
+        pid = km.provisioner.process.pid
+        try:
+            await kc.execute('alpha_one = 1', reply=True)
+            sid = await kc.quick_subshell()
+            for _ in range(3):
+                os.kill(pid, signal.SIGSTOP)
+                try: await until(lambda: isinstance(kc.router.closed, KernelUnresponsiveError))
+                finally: os.kill(pid, signal.SIGCONT)
+                await until(lambda: kc.router.closed is None)
+                assert (await kc.complete('alpha_', reply=True, timeout=30))['content']['matches'] == ['alpha_one']
+            assert await kc.quick_subshell() == sid
+            assert await kc.list_subshells() == [sid]
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            await kc.astop_channels()
+        await until(lambda: kc0.router.closed is None)
+        assert await kc0.list_subshells() == []
+
+
+@pytest.mark.parametrize('kernel', ['python3', 'py'])
+async def test_a_quick_subshell_deleted_by_another_client_is_made_again(kernel):
+    """ipykernel answers a request to a deleted subshell with UnknownSubshellError: the client makes a new quick subshell
+    and sends the requests that met the old one again there; ipymini makes a subshell under the unknown id itself"""
+    async with run_kernel(kernel) as (km, kc):
+        other = await km.client().start_channels()
+        try:
+            await kc.execute('alpha_one = 1', reply=True)
+            sid = await kc.quick_subshell()
+            await other.delete_subshell(sid)
+            replies = await asyncio.gather(*[kc.complete('alpha_', reply=True, timeout=30) for _ in range(5)],
+                                           kc.inspect('alpha_one', reply=True, timeout=30),
+                                           kc.is_complete('for x in y:', reply=True, timeout=30))
+            assert [r['content']['status'] for r in replies] == ['ok'] * 6 + ['incomplete']
+            assert all(r['content']['matches'] == ['alpha_one'] for r in replies[:5])
+            new = await kc.quick_subshell()
+            assert await other.list_subshells() == [new] and (new != sid) == (kernel == 'python3')
+            assert await kc.eval('alpha_one + 1') == 2
+            assert len(kc.pending) == 0
+        finally: await other.astop_channels()
+
+
+async def test_a_quick_request_is_sent_again_once():
+    "If the new quick subshell is unknown too, the caller gets the kernel's error reply: no request goes round for ever"
+    async with run_kernel() as (km, kc):
+        made, make = [], kc.create_subshell
+        async def made_and_deleted(timeout=None):  # another client deletes each quick subshell as soon as it is made
+            made.append(await make(timeout))
+            await kc.delete_subshell(made[-1])
+            return made[-1]
+        kc.create_subshell = made_and_deleted
+        r = await kc.complete('impo', reply=True, timeout=30)
+        assert r['content']['ename'] == 'UnknownSubshellError' and len(made) == 2
+        del kc.create_subshell
+        assert (await kc.complete('impo', reply=True, timeout=30))['content']['status'] == 'ok'
+        assert len(await kc.list_subshells()) == 1 and len(kc.pending) == 0
 
 
 async def test_quick_requests_on_a_kernel_without_subshells_use_the_main_shell():
