@@ -15,7 +15,6 @@ from fastcore.utils import patch
 
 from .client import ConKernelClient
 from .manager import run_kernel
-from .subshells import Subshell
 
 # %% auto #0
 __all__ = ['LoopThread', 'BlockingView', 'BlockingConKernelClient', 'blocking_kernel']
@@ -89,9 +88,13 @@ def _iterate(agen, loop_thread:LoopThread):
     finally:
         if hasattr(agen, 'aclose'): loop_thread.call(agen.aclose())
 
+def _is_client(value) -> bool:
+    "A client, or a `Subshell` view of one (known by what it has: a notebook that re-runs the subshells cells makes another class)"
+    return isinstance(value, ConKernelClient) or (hasattr(value, 'subshell_id') and isinstance(getattr(value, 'client', None), ConKernelClient))
+
 def _sync(value, loop_thread:LoopThread):
     "`value` as synchronous code can use it: clients, async objects and async iterators as their blocking views"
-    if isinstance(value, (ConKernelClient, Subshell)): return BlockingConKernelClient(value, loop_thread)
+    if _is_client(value): return BlockingConKernelClient(value, loop_thread)
     if isinstance(value, type) or not _is_async(type(value)): return value
     return _iterate(value, loop_thread) if hasattr(value, '__anext__') else BlockingView(value, loop_thread)
 

@@ -309,7 +309,7 @@ def _end_of_input(self:ConKernelClient) -> str:
 @patch
 def _end_input(self:ConKernelClient, msg:dict):
     "End a prompt whose request stopped waiting, so that the kernel is not left blocked in `input()`"
-    try: self.input(self._end_of_input(), msg)
+    try: self._send('stdin', self.session.msg('input_reply', {'value': self._end_of_input()}, parent=msg))
     except ChannelsStoppedError: pass
 
 @patch

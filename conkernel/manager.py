@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 import zmq
 from fastcore.utils import patch
 from jupyter_client import AsyncKernelManager
+from jupyter_client.connect import port_names
 from jupyter_client.kernelspec import KernelSpec, NoSuchKernel
 from traitlets import CaselessStrEnum, DottedObjectName, Instance, default
 from traitlets.config import LoggingConfigurable
@@ -53,15 +54,19 @@ async def shutdown_kernel(self:ClientsMixin, now:bool=False, restart:bool=False)
 @patch
 async def restart_kernel(self:ClientsMixin,
                          now:bool=False, # kill the kernel instead of asking it to shut down
-                         **kw):          # passed on (a local kernel's `newports=True`: clients stay closed, make new ones)
+                         **kw):          # passed on (a local kernel's `newports=True`)
     "Restart the kernel: waiting requests fail with `KernelRestartedError`; clients are ready afterwards"
     self._kernel_going(partial(KernelRestartedError, "the kernel was restarted"))
     await super(ClientsMixin, self).restart_kernel(now=now, **kw)
-    if kw.get('newports'): return
-    for kc in list(self.clients):  # whatever closed them: the restart, or the death that came before it
-        if isinstance(kc.router.closed, DeadKernelError) and kc.channels_running:
-            try: await kc.reconnect()  # fresh sockets: a request queued for the dead kernel must not reach the new one
-            except ChannelsStoppedError: pass  # its owner stopped it meanwhile
+    closed = [kc for kc in self.clients if isinstance(kc.router.closed, DeadKernelError) and kc.channels_running]
+    errors = await asyncio.gather(*map(self._reconnect_client, closed), return_exceptions=True)
+    for e in errors:
+        if e is not None and not isinstance(e, ChannelsStoppedError): raise e  # stopped meanwhile by its owner: left so
+
+@patch
+async def _reconnect_client(self:ClientsMixin, kc:ConKernelClient):
+    "Reconnect `kc` to the restarted kernel"
+    await kc.reconnect()  # fresh sockets: a request queued for the dead kernel must not reach the new one
 
 # %% ../nbs/08_manager.ipynb #95891930
 class ConKernelManager(ClientsMixin, AsyncKernelManager):
@@ -148,6 +153,12 @@ async def _async_post_start_kernel(self:ConKernelManager, **kw):
 def _kernel_going(self:ConKernelManager, error):
     self._unwatch()
     super(ConKernelManager, self)._kernel_going(error)
+
+@patch
+async def _reconnect_client(self:ConKernelManager, kc:ConKernelClient):
+    info = self.get_connection_info()  # the kernel's ports: new ones after `newports=True`
+    for name in ('transport', 'ip', *port_names): setattr(kc, name, info[name])
+    await super(ConKernelManager, self)._reconnect_client(kc)
 
 # %% ../nbs/08_manager.ipynb #2bd7a17e
 @patch

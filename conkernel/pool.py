@@ -15,7 +15,7 @@ from fastcore.utils import patch
 
 from jupyter_client import AsyncMultiKernelManager
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
-from traitlets import CaselessStrEnum, DottedObjectName, Dict, Float, Integer, List, Unicode
+from traitlets import Bool, CaselessStrEnum, DottedObjectName, Dict, Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .errors import ChannelsStoppedError, DeadKernelError, KernelStartError, PoolClosedError
@@ -76,6 +76,8 @@ class KernelPool(LoggingConfigurable):
     shutdown_timeout = Float(10, config=True, help="Seconds a kernel may take to shut down before it is killed")
     cull_idle = Float(600, allow_none=True, config=True,
         help="Seconds a key's kernel, or a warm kernel beyond `size`, may sit unused before it is let go (None: never)")
+    evict_keys = Bool(True, config=True, help="When `max_kernels` are all taken and a caller waits, let the least "
+        "recently used idle key go (its variables are lost) to serve it; False: the caller waits for a kernel to free")
     max_per_key = Integer(1, config=True, help="Most callers holding one key's kernel at once; the rest wait in turn")
     max_starting = Integer(8, config=True, help="Most kernels starting at once")
     max_start_failures = Integer(2, config=True,
@@ -93,7 +95,7 @@ class KernelPool(LoggingConfigurable):
         self._kernels, self._warm, self._waiters, self._keys, self._tasks = set(), deque(), deque(), {}, set()
         self._starting = self._restarting = self._failures = self._rounds = 0
         self._backoff_until, self.last_error = 0.0, None
-        self._counts = dict(started=0, failed=0, died=0, culled=0, restarted=0)
+        self._counts = dict(started=0, failed=0, died=0, culled=0, evicted=0, restarted=0)
         self._wake = self._supervisor = self._closer = None
         self.closed = False
 
@@ -252,7 +254,7 @@ async def _supervise(self:KernelPool):
         if delay <= 0:
             for _ in range(self._starts_needed()): self._spawn(self._start_one(), 'start')
             waiting, wanted = self._demand()
-            if waiting and wanted > 0 and len(self._kernels) >= self.max_kernels: self._evict_idle()
+            if waiting and wanted > 0 and len(self._kernels) >= self.max_kernels and self.evict_keys: self._evict_idle()
         try: await _within(self._wake.wait(), time.monotonic() + delay if delay > 0 else None)
         except TimeoutError: pass
 
@@ -448,10 +450,10 @@ def _lost(self:KernelPool, k:_Kernel, exc:DeadKernelError):
 
 # %% ../nbs/09a_pool.ipynb #09b85d60
 @patch
-def _let_go(self:KernelPool, key):
+def _let_go(self:KernelPool, key, why:str='culled'):
     slot = self._keys.pop(key)
     k, slot.kernel = slot.kernel, None
-    self._counts['culled'] += 1
+    self._counts[why] += 1
     k.key = None
     self._recycle(k)
 
@@ -464,7 +466,10 @@ def _idle_keys(self:KernelPool) -> list:
 
 @patch
 def _evict_idle(self:KernelPool):
-    if idle := self._idle_keys(): self._let_go(idle[0])
+    if idle := self._idle_keys():
+        _log.warning("kernel pool: all %d kernels taken; key %r, idle longest, is let go for a waiting caller",
+                     self.max_kernels, idle[0])
+        self._let_go(idle[0], 'evicted')
 
 @patch
 async def _cull(self:KernelPool):

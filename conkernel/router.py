@@ -76,11 +76,9 @@ class MsgQueue:
         try: self.getters.remove(getter)
         except ValueError: pass
 
-    def clear(self, keep:str|None=None):
-        "Drop every message waiting, but those of msg_type `keep`"
-        kept = [(m, n) for m, n in zip(self.items, self.sizes) if m['msg_type'] == keep] if keep else []
-        self.items,self.sizes = deque(m for m, _ in kept),deque(n for _, n in kept)
-        self.nbytes = sum(self.sizes)
+    def clear(self):
+        "Drop every message waiting"
+        self.items.clear(); self.sizes.clear(); self.nbytes = 0
 
     def close(self, error):
         "Fail every waiting getter, and later ones once the queue is empty, with an exception `error()` makes; None reopens"

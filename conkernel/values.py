@@ -142,13 +142,9 @@ async def eval(self:ConKernelClient,
     if not isinstance(expr, str): raise TypeError(f"expr must be a str, not {type(expr).__name__}")
     code = _encoder(expr)  # SyntaxError now, before anything is sent
     await self._require_python('eval')
-    if subshell_id is USE_DEFAULT:  # the quick subshell, made if need be, all within `timeout`
-        loop, timeout = asyncio.get_running_loop(), self.reply_timeout if timeout is USE_DEFAULT else timeout
-        start = loop.time()
-        subshell_id = await self.quick_subshell(timeout)
-        if timeout is not None: timeout = max(0.0, timeout - (loop.time() - start))
-    reply = await self.execute('', silent=True, store_history=False, user_expressions={'value': code},
-                               allow_stdin=False, stop_on_error=False, reply=True, timeout=timeout, subshell_id=subshell_id)
+    content = dict(code='', silent=True, store_history=False, user_expressions={'value': code}, allow_stdin=False,
+                   stop_on_error=False)  # a quick request: the quick subshell made within `timeout`, remade if deleted
+    reply = await self._quick_request('shell', 'execute_request', content, True, timeout, None, subshell_id)
     return _value(_expression(reply, 'value'))
 
 # %% ../nbs/07a_values.ipynb #7366f0c9

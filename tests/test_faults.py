@@ -50,7 +50,7 @@ async def test_kill_fails_every_waiter_and_later_calls():
         await asyncio.sleep(0.5)
         os.kill(km.provisioner.process.pid, signal.SIGKILL)
         results = await settle(waiters + [reader])
-        assert [type(r) for r in results] == [DeadKernelError] * len(results)
+        assert [type(r).__name__ for r in results] == ['DeadKernelError'] * len(results)  # by name: nbclient, once loaded, joins the class
         assert 'process died' in str(results[0])  # the manager's process watch, not the slower heartbeat
         assert len(kc.pending) == 0
         with pytest.raises(DeadKernelError): kc.execute('1')
@@ -74,7 +74,7 @@ async def test_heartbeat_notices_death_of_a_kernel_started_elsewhere():
             await asyncio.sleep(0.5)
             os.kill(km.provisioner.process.pid, signal.SIGKILL)
             results = await settle(waiters)
-            assert [type(r) for r in results] == [KernelUnresponsiveError] * 10  # a DeadKernelError
+            assert [type(r).__name__ for r in results] == ['KernelUnresponsiveError'] * 10  # a DeadKernelError
             assert 'heartbeat' in str(results[0])
             assert len(other.pending) == 0
             with pytest.raises(DeadKernelError): other.execute('1')
@@ -108,7 +108,7 @@ async def test_restart_fails_outstanding_requests_then_client_works():
         waiters = [kc.execute(SLEEP, reply=True)] + [kc.execute(f'{i}', reply=True) for i in range(9)]
         await km.restart_kernel(now=True)
         results = await settle(waiters)
-        assert [type(r) for r in results] == [KernelRestartedError] * 10
+        assert [type(r).__name__ for r in results] == ['KernelRestartedError'] * 10
         assert len(kc.pending) == 0
         reply = await kc.execute('x', stop_on_error=False, reply=True, timeout=20)
         assert reply['content']['ename'] == 'NameError'  # the new kernel

@@ -5,7 +5,7 @@ import psutil
 import pytest
 from zmq.eventloop.zmqstream import ZMQStream
 
-from conkernel import ChannelsStoppedError, DeadKernelError, KernelStartError
+from conkernel import ChannelsStoppedError, DeadKernelError, KernelStartError, run_kernel
 from conkernel.pool import ConMultiKernelManager, KernelPool, PoolClosedError
 
 
@@ -247,7 +247,17 @@ async def test_idle_keys_are_evicted_for_waiting_callers():
             async with pool.kernel(key) as kc: await kc.execute(f'k = {key!r}', reply=True)
         assert pool.stats['keys'] == 2
         async with pool.kernel(timeout=30) as kc: assert (await kc.execute('1', reply=True))['content']['status'] == 'ok'
-        assert pool.stats['culled'] == 1
+        assert pool.stats['evicted'] == 1 and pool.stats['culled'] == 0
+
+
+@pytest.mark.timeout(60)
+async def test_with_evict_keys_off_a_waiting_caller_never_takes_a_keys_kernel():
+    async with KernelPool('py', size=0, max_kernels=1, cull_idle=None, evict_keys=False) as pool:
+        async with pool.kernel('conv', timeout=30) as kc: await kc.execute('x = 1', reply=True)
+        with pytest.raises(TimeoutError):
+            async with pool.kernel(timeout=2): pass
+        async with pool.kernel('conv', timeout=30) as kc: assert value(await kc.run('x')) == '1'
+        assert pool.stats['evicted'] == 0
 
 
 @pytest.mark.timeout(60)
@@ -325,7 +335,7 @@ async def test_a_sticky_key_keeps_its_client_until_it_is_let_go():
             assert a2 is a and a2.reply_timeout == 5
             assert (await a2.run(OPEN_T)).status == 'ok' and len(opened) == 1
         async with pool.kernel(timeout=30) as b:  # max_kernels=1: the idle key is let go for this caller
-            assert pool.stats['culled'] == 1 and b is not a and b.reply_timeout == 60
+            assert pool.stats['evicted'] == 1 and b is not a and b.reply_timeout == 60
             assert value(await b.run('x')) == '1'  # kept: the kernel is the key's, its client is not
             await b.run("opened2 = create_comm(target_name='t')")
             assert len(opened) == 1 and b.comms.targets == {}
@@ -379,6 +389,40 @@ async def test_multikernelmanager_restarts_a_killed_kernel():
         finally: await kc.astop_channels()
     finally: await mkm.shutdown_all(now=True)
     assert mkm.list_kernel_ids() == []
+
+
+@pytest.mark.timeout(60)
+async def test_a_client_made_before_the_auto_restart_works_after_it():
+    "As jupyter_client's: the restarter's restart (with `newports=True` early on) leaves existing clients usable"
+    mkm = ConMultiKernelManager()
+    try:
+        kid = await mkm.start_kernel(kernel_name='py')
+        km = mkm.get_kernel(kid)
+        kc = await km.client().start_channels(timeout=30)
+        try:
+            pid = km.provisioner.process.pid
+            waiter = kc.execute('import time; time.sleep(30)', reply=True, timeout=None)
+            os.kill(pid, signal.SIGKILL)
+            with pytest.raises(DeadKernelError): await asyncio.wait_for(waiter, 10)
+            for _ in range(300):
+                await asyncio.sleep(0.1)
+                process = getattr(km.provisioner, 'process', None)
+                if process is not None and process.pid != pid and kc.router.closed is None: break
+            else: raise AssertionError("the client was not reconnected to the restarted kernel")
+            assert (await kc.execute('1 + 1', reply=True, timeout=10))['content']['status'] == 'ok'
+        finally: await kc.astop_channels()
+    finally: await mkm.shutdown_all(now=True)
+
+
+@pytest.mark.timeout(60)
+async def test_restart_with_new_ports_reconnects_clients_to_them():
+    async with run_kernel('py') as (km, kc):
+        await kc.execute('x = 1', reply=True)
+        kc.shell_port = kc.iopub_port = 1  # what the client knew of the ports is stale: it reconnects at the manager's
+        await km.restart_kernel(now=True, newports=True)
+        assert (kc.shell_port, kc.iopub_port) == (km.shell_port, km.iopub_port)
+        r = await kc.execute('x', reply=True, timeout=10)
+        assert r['content']['ename'] == 'NameError'  # the new kernel, through the new ports
 
 
 @pytest.mark.timeout(60)

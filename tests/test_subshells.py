@@ -4,18 +4,10 @@ import asyncio, os, signal
 import pytest
 
 from conkernel import ChannelsStoppedError, KernelUnresponsiveError, NoSubshellsError, Subshell, SubshellError, run_kernel
+from test_requests import until
 
 
 def value(reply): return reply['content']['user_expressions']['v']['data']['text/plain']
-
-
-async def until(cond, limit=30):
-    "Wait until `cond()` holds, at most `limit` seconds"
-    loop = asyncio.get_running_loop()
-    end = loop.time() + limit
-    while not cond():
-        assert loop.time() < end, 'gave up waiting'
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize('kernel', ['python3', 'py'])
