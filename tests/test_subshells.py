@@ -165,6 +165,18 @@ async def test_a_quick_subshell_deleted_by_another_client_is_made_again(kernel):
         finally: await other.astop_channels()
 
 
+async def test_eval_first_after_the_quick_subshell_was_deleted():
+    "eval is a quick request like the others: it meets the deleted subshell, the client makes another and sends it again"
+    async with run_kernel('python3') as (km, kc):
+        other = await km.client().start_channels()
+        try:
+            sid = await kc.quick_subshell()
+            await other.delete_subshell(sid)
+            assert await kc.eval('6 * 7', timeout=30) == 42
+            assert await kc.quick_subshell() not in (None, sid)
+        finally: await other.astop_channels()
+
+
 async def test_a_quick_request_is_sent_again_once():
     "If the new quick subshell is unknown too, the caller gets the kernel's error reply: no request goes round for ever"
     async with run_kernel() as (km, kc):
