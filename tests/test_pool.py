@@ -1,5 +1,5 @@
 "KernelPool under faults: kills during a workload, churn, cancellation, failing kernelspecs, many acquirers, remote pools."
-import asyncio, os, random, signal, threading
+import asyncio, os, random, signal, sys, threading
 
 import psutil
 import pytest
@@ -423,6 +423,18 @@ async def test_restart_with_new_ports_reconnects_clients_to_them():
         assert (kc.shell_port, kc.iopub_port) == (km.shell_port, km.iopub_port)
         r = await kc.execute('x', reply=True, timeout=10)
         assert r['content']['ename'] == 'NameError'  # the new kernel, through the new ports
+
+
+@pytest.mark.timeout(60)
+async def test_a_restarted_kernel_that_dies_at_once_leaves_restart_kernel_returning(caplog):
+    "jupyter_client's restarter counts a restart only when restart_kernel returns: a client that cannot reconnect is logged"
+    from jupyter_client.kernelspec import KernelSpec
+    async with run_kernel('py') as (km, kc):
+        km._kernel_spec = KernelSpec(argv=[sys.executable, '-c', 'import sys; sys.exit(3)'], display_name='dies', language='')
+        await km.restart_kernel(now=True)
+        assert isinstance(kc.router.closed, DeadKernelError)
+        assert 'could not reconnect' in caplog.text
+        with pytest.raises(DeadKernelError): await kc.execute('1', reply=True, timeout=10)
 
 
 @pytest.mark.timeout(60)
