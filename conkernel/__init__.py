@@ -21,7 +21,7 @@ from .values import *
 from .comms import *
 from .debugger import *
 from .manager import *
-from .pool import *
 from .websocket import *
 from .gateway import *
 from .blocking import *
+from .pool import *

@@ -54,7 +54,7 @@ class Comm:
 @patch
 def _receive(self:Comm, msg:dict):
     "A comm_msg from the kernel: to the handler if one is set, else to the inbox (the oldest go when it is full)"
-    if self.handler is not None: return self.comms.client.router._call(self.handler, msg)
+    if self.handler is not None: return self.comms.client.router.call_handler(self.handler, msg)
     q = self.inbox
     nbytes = _nbytes(msg, self.comms.client.session.pack) if q.max_bytes is not None else 0
     while q.items and (len(q) >= q.maxlen or (q.max_bytes is not None and q.nbytes + nbytes > q.max_bytes)):

@@ -16,7 +16,7 @@ from traitlets.config import LoggingConfigurable
 
 from .errors import GatewayError
 from .client import ConKernelClient
-from .manager import ClientsMixin, run_manager
+from .manager import ClientsMixin, register_remote, run_manager
 from .websocket import V1, WebsocketTransport, _deps
 
 # %% auto #0
@@ -220,3 +220,5 @@ async def run_gateway_kernel(url:str|None=None,        # server base URL (defaul
     try:
         async with run_manager(km, startup_timeout, shutdown=kernel_id is None) as kmkc: yield kmkc
     finally: await km.aclose()
+
+register_remote(run_gateway_kernel)

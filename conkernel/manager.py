@@ -23,7 +23,7 @@ from .transport import FdWatcher
 from .client import ConKernelClient
 
 # %% auto #0
-__all__ = ['ClientsMixin', 'ConKernelManager', 'ProcessWatch', 'run_manager', 'run_kernel']
+__all__ = ['ClientsMixin', 'ConKernelManager', 'ProcessWatch', 'run_manager', 'register_remote', 'run_kernel']
 
 # %% ../nbs/08_manager.ipynb #64dd13ba
 _log = logging.getLogger('conkernel')
@@ -199,6 +199,13 @@ async def run_manager(km,                       # a `ConKernelManager`, or a rem
             except ConnectionError as e: _log.warning("could not shut the kernel down: %s", e)
 
 # %% ../nbs/08_manager.ipynb #87139db6
+_remote_runner = None  # runs `run_kernel(url=...)`: `conkernel.gateway` registers its `run_gateway_kernel`
+
+def register_remote(runner):
+    "Make `runner` (called as `run_gateway_kernel` is, an async context manager of `(km, kc)`) run `run_kernel(url=...)`"
+    global _remote_runner
+    _remote_runner = runner
+
 @asynccontextmanager
 async def run_kernel(kernel_name:str='python3', # installed kernelspec to start
                      argv:list|None=None,       # or this command line (with '{connection_file}')
@@ -208,8 +215,7 @@ async def run_kernel(kernel_name:str='python3', # installed kernelspec to start
     "Start a kernel and a connected client; yields `(km, kc)` and always shuts the kernel down"
     if url is not None:
         if argv is not None: raise ValueError("argv starts a local kernel: a server starts the kernelspec `kernel_name`")
-        from conkernel.gateway import run_gateway_kernel  # needs `pip install conkernel[gateway]`
-        async with run_gateway_kernel(url, kernel_name, startup_timeout=startup_timeout, **kwargs) as kmkc: yield kmkc
+        async with _remote_runner(url, kernel_name, startup_timeout=startup_timeout, **kwargs) as kmkc: yield kmkc
         return
     async with run_manager(ConKernelManager(kernel_name=kernel_name, argv=argv, **kwargs), startup_timeout) as kmkc:
         yield kmkc

@@ -15,6 +15,7 @@ from queue import Empty
 from fastcore.utils import patch
 
 from .errors import MessageTooLargeError
+from .wire import IOPUB_TYPES
 
 # %% auto #0
 __all__ = ['CHANNELS', 'USE_DEFAULT', 'MsgQueue', 'Pending', 'Router', 'CoroutineLike', 'PendingReply', 'PendingView']
@@ -185,7 +186,7 @@ def _drop(self:Router, msg_id:str) -> Pending|None:
 def _end_prompt(self:Router, msg:dict):
     "End the input_request `msg`, whose request's caller will not answer it"
     self.stats['inputs_ended'] += 1
-    if self.on_orphaned_input is not None: self._call(self.on_orphaned_input, msg)
+    if self.on_orphaned_input is not None: self.call_handler(self.on_orphaned_input, msg)
 
 @patch
 def _abandon(self:Router, msg_id:str, stat:str) -> Pending|None:
@@ -219,10 +220,11 @@ def dispatch(self:Router, channel:str, msg:dict, nbytes:int=0):
     p = self.requests.get(msg_id)
     if channel == 'iopub':
         self.queues['iopub'].put(msg, nbytes)
-        if self.watchers and (watcher := self.watchers.get(msg['msg_type'])) is not None: self._call(watcher, msg)
+        if msg['msg_type'] not in IOPUB_TYPES: self.stats['unlisted_iopub'] += 1  # delivered all the same (see `wire`)
+        if self.watchers and (watcher := self.watchers.get(msg['msg_type'])) is not None: self.call_handler(watcher, msg)
         if p is None: return
         p.heard = self.heard
-        if p.on_iopub is not None: self._call(p.on_iopub, msg)
+        if p.on_iopub is not None: self.call_handler(p.on_iopub, msg)
         if p.want_idle and msg['msg_type'] == 'status' and msg['content'].get('execution_state') == 'idle':
             p.want_idle = False
             if p.finished: self._finish(msg_id)
@@ -230,13 +232,13 @@ def dispatch(self:Router, channel:str, msg:dict, nbytes:int=0):
         if msg['msg_type'] == 'input_request':
             if p is None and msg_id in self.abandoned: return self._end_prompt(msg)  # asked after its caller gave up
             self.inputs.append(msg)
-        if p is not None and p.on_stdin is not None: self._call(p.on_stdin, msg)
+        if p is not None and p.on_stdin is not None: self.call_handler(p.on_stdin, msg)
         else: self._keep(channel, msg, nbytes)
     elif p is None and msg_id in self.abandoned:
         del self.abandoned[msg_id]
         self.stats['late'] += 1
     elif p is None or p.reply is not None: self._keep(channel, msg, nbytes)
-    elif p.on_reply is not None and self._call(p.on_reply, msg): pass  # its handler keeps it waiting (sent again)
+    elif p.on_reply is not None and self.call_handler(p.on_reply, msg): pass  # its handler keeps it waiting (sent again)
     else:
         p.reply,p.heard = msg,self.heard
         if p.finished: self._finish(msg_id)
@@ -252,9 +254,10 @@ def _finish(self:Router, msg_id:str):
     p = self._remove(msg_id)
     if not p.future.done(): p.future.set_result(p.reply)
 
+# %% ../nbs/02_router.ipynb #9c4d2e6b
 @patch
-def _call(self:Router, handler, msg:dict):
-    "`handler(msg)`; a handler that fails is logged (and gives None), never stops the reader"
+def call_handler(self:Router, handler, msg:dict):
+    "`handler(msg)`'s result; a handler that fails is logged (and gives None), never stops the reader"
     try: return handler(msg)
     except Exception: _log.exception("handler %r failed on a %s message", handler, msg['msg_type'])
 

@@ -7,7 +7,8 @@ from jupyter_client.session import DELIM, Session
 
 class FakeKernel:
     """Answers kernel_info and execute requests like a kernel. An execute's code names a script step:
-    a kind of bad message (`BAD`) to send before the true reply, or `sleep:<s>` to answer late."""
+    a kind of bad message (`BAD`) to send before the true reply, `unlisted_iopub` to publish an output of a type the
+    messaging specification does not list, or `sleep:<s>` to answer late."""
     BAD = 'bad_signature too_few_frames not_json missing_header unknown_type unknown_parent replayed oversized'.split()
 
     def __init__(self, key:bytes=b'fake-key', oversize:int=200_000):
@@ -46,6 +47,7 @@ class FakeKernel:
             code = msg['content']['code']
             if code.startswith('sleep:'): time.sleep(float(code[6:]))
             elif code in self.BAD: self.send_bad(code, sock, idents, msg)
+            elif code == 'unlisted_iopub': self.send(self.sockets['iopub'], None, 'x_custom_event', {'n': 1}, msg)
             reply = self.send(sock, idents, 'execute_reply', {'status': 'ok', 'code': code}, msg)
         else:
             content = {'status': 'ok', 'protocol_version': '5.4'} if msg['msg_type'] == 'kernel_info_request' else {'status': 'ok'}
@@ -67,9 +69,7 @@ class FakeKernel:
         elif kind == 'not_json': self.raw(sock, idents, [*parts[:3], b'{not json'])
         elif kind == 'missing_header':
             self.raw(sock, idents, [s.pack({'msg_type': 'execute_reply'}), *parts[1:]])
-        elif kind == 'unknown_type':
-            self.send(sock, idents, 'bogus', {'status': 'bad'}, parent)
-            self.send(self.sockets['iopub'], None, 'bogus', {}, parent)
+        elif kind == 'unknown_type': self.send(sock, idents, 'bogus', {'status': 'bad'}, parent)
         elif kind == 'unknown_parent':
             foreign = copy.deepcopy(parent['header'])
             foreign['session'] = 'someone-else'
