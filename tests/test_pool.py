@@ -1,8 +1,10 @@
 "KernelPool under faults: kills during a workload, churn, cancellation, failing kernelspecs, many acquirers, remote pools."
 import asyncio, os, random, signal, sys, threading
+from contextlib import asynccontextmanager
 
 import psutil
 import pytest
+from jupyter_client.kernelspec import KernelSpec
 from zmq.eventloop.zmqstream import ZMQStream
 
 from conkernel import ChannelsStoppedError, DeadKernelError, KernelStartError, run_kernel
@@ -371,47 +373,41 @@ async def test_keep_restarts_a_kernel_the_caller_left_waiting_or_debugged(left):
 
 
 # ConMultiKernelManager: AsyncMultiKernelManager's behaviour with conkernel's kernels
-@pytest.mark.timeout(60)
-async def test_multikernelmanager_restarts_a_killed_kernel():
+async def killed_and_restarted(km, also=lambda: True):
+    "Kill `km`'s kernel; wait until its restarter has started another that answers (and `also()` holds)"
+    pid = km.provisioner.process.pid
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(300):  # the restarter polls once a second
+        await asyncio.sleep(0.1)
+        process = getattr(km.provisioner, 'process', None)
+        if process is not None and process.pid != pid and await km.is_alive() and also(): return
+    raise AssertionError("the killed kernel was not restarted")
+
+
+@asynccontextmanager
+async def multikernel():
+    "A `ConMultiKernelManager` with one kernel started: `(mkm, kernel_id)`; every kernel shut down after"
     mkm = ConMultiKernelManager()
-    try:
-        kid = await mkm.start_kernel(kernel_name='py')
-        km = mkm.get_kernel(kid)
-        pid = km.provisioner.process.pid
-        os.kill(pid, signal.SIGKILL)
-        for _ in range(300):  # the restarter polls once a second
-            await asyncio.sleep(0.1)
-            process = getattr(km.provisioner, 'process', None)
-            if process is not None and process.pid != pid and await km.is_alive(): break
-        else: raise AssertionError("the killed kernel was not restarted")
-        kc = await km.client().start_channels(timeout=30)
-        try: assert (await kc.execute('1 + 1', reply=True))['content']['status'] == 'ok'
-        finally: await kc.astop_channels()
+    try: yield mkm, await mkm.start_kernel(kernel_name='py')
     finally: await mkm.shutdown_all(now=True)
     assert mkm.list_kernel_ids() == []
 
 
 @pytest.mark.timeout(60)
-async def test_a_client_made_before_the_auto_restart_works_after_it():
+async def test_multikernelmanager_restarts_a_killed_kernel_and_its_clients_work_again():
     "As jupyter_client's: the restarter's restart (with `newports=True` early on) leaves existing clients usable"
-    mkm = ConMultiKernelManager()
-    try:
-        kid = await mkm.start_kernel(kernel_name='py')
+    async with multikernel() as (mkm, kid):
         km = mkm.get_kernel(kid)
         kc = await km.client().start_channels(timeout=30)
         try:
-            pid = km.provisioner.process.pid
             waiter = kc.execute('import time; time.sleep(30)', reply=True, timeout=None)
-            os.kill(pid, signal.SIGKILL)
+            await killed_and_restarted(km, lambda: kc.router.closed is None)
             with pytest.raises(DeadKernelError): await asyncio.wait_for(waiter, 10)
-            for _ in range(300):
-                await asyncio.sleep(0.1)
-                process = getattr(km.provisioner, 'process', None)
-                if process is not None and process.pid != pid and kc.router.closed is None: break
-            else: raise AssertionError("the client was not reconnected to the restarted kernel")
             assert (await kc.execute('1 + 1', reply=True, timeout=10))['content']['status'] == 'ok'
+            new = await km.client().start_channels(timeout=30)
+            try: assert (await new.execute('1 + 1', reply=True))['content']['status'] == 'ok'
+            finally: await new.astop_channels()
         finally: await kc.astop_channels()
-    finally: await mkm.shutdown_all(now=True)
 
 
 @pytest.mark.timeout(60)
@@ -428,7 +424,6 @@ async def test_restart_with_new_ports_reconnects_clients_to_them():
 @pytest.mark.timeout(60)
 async def test_a_restarted_kernel_that_dies_at_once_leaves_restart_kernel_returning(caplog):
     "jupyter_client's restarter counts a restart only when restart_kernel returns: a client that cannot reconnect is logged"
-    from jupyter_client.kernelspec import KernelSpec
     async with run_kernel('py') as (km, kc):
         km._kernel_spec = KernelSpec(argv=[sys.executable, '-c', 'import sys; sys.exit(3)'], display_name='dies', language='')
         await km.restart_kernel(now=True)
@@ -439,9 +434,7 @@ async def test_a_restarted_kernel_that_dies_at_once_leaves_restart_kernel_return
 
 @pytest.mark.timeout(60)
 async def test_multikernelmanager_connect_gives_streams():
-    mkm = ConMultiKernelManager()
-    try:
-        kid = await mkm.start_kernel(kernel_name='py')
+    async with multikernel() as (mkm, kid):
         stream = mkm.connect_iopub(kid)
         assert isinstance(stream, ZMQStream)
         got = []
@@ -456,7 +449,6 @@ async def test_multikernelmanager_connect_gives_streams():
         finally:
             stream.close()
             await kc.astop_channels()
-    finally: await mkm.shutdown_all(now=True)
 
 
 # Remote pools, through a local Kernel Gateway and a Jupyter Server
