@@ -217,5 +217,13 @@ async def run_kernel(kernel_name:str='python3', # installed kernelspec to start
         if argv is not None: raise ValueError("argv starts a local kernel: a server starts the kernelspec `kernel_name`")
         async with _remote_runner(url, kernel_name, startup_timeout=startup_timeout, **kwargs) as kmkc: yield kmkc
         return
-    async with run_manager(ConKernelManager(kernel_name=kernel_name, argv=argv, **kwargs), startup_timeout) as kmkc:
-        yield kmkc
+    started = False
+    for attempt in (1, 2):  # a kernel that died starting (a port another process took meanwhile) gets one more try
+        try:
+            async with run_manager(ConKernelManager(kernel_name=kernel_name, argv=argv, **kwargs), startup_timeout) as kmkc:
+                started = True
+                yield kmkc
+            return
+        except DeadKernelError as e:
+            if started or attempt == 2: raise
+            _log.warning("the kernel died while starting (%s): starting another, on other ports", e)

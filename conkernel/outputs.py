@@ -33,7 +33,10 @@ class RunResult:
         "Take the request's next iopub message (the router's `on_iopub` handler)"
         if self.msgs is not None: self.msgs.append(msg)
         handler = _handlers.get(msg['msg_type'])
-        if handler is not None: handler(self, msg['content'])
+        if handler is None: return
+        try: handler(self, msg['content'])
+        except Exception as e:  # a message missing what its type requires (a stream without text): left out, and said
+            self.notes.append(f"a malformed {msg['msg_type']} message was left out ({type(e).__name__}: {e})")
 
 # %% ../nbs/06_outputs.ipynb #9ba6548a
 @patch

@@ -163,7 +163,7 @@ async def _warm_up(self:KernelPool, k:_Kernel, startup:bool=True):
     "Run `startup` (if asked) on a client of its own until all its output is out; then connect the next caller's client"
     if startup and self.startup:
         setup = await self._new_client(k)
-        try: r = await setup.execute(self.startup, reply=True, until_idle=True, timeout=self.startup_timeout)
+        try: r = await setup.execute(self.startup, store_history=False, reply=True, until_idle=True, timeout=self.startup_timeout)
         finally: await _finish(_stop(setup))
         c = r['content']
         if c['status'] != 'ok': raise KernelStartError(f"the pool's startup code failed: {c.get('ename')}: {c.get('evalue')}")
@@ -253,8 +253,9 @@ async def _supervise(self:KernelPool):
         delay = self._backoff_until - time.monotonic()
         if delay <= 0:
             for _ in range(self._starts_needed()): self._spawn(self._start_one(), 'start')
-            waiting, wanted = self._demand()
-            if waiting and wanted > 0 and len(self._kernels) >= self.max_kernels and self.evict_keys: self._evict_idle()
+            waiting, _ = self._demand()
+            coming = len(self._warm) + self._starting + self._restarting  # kernels on their way to waiting callers
+            if self.evict_keys and waiting > coming and len(self._kernels) >= self.max_kernels: self._evict_idle()
         try: await _within(self._wake.wait(), time.monotonic() + delay if delay > 0 else None)
         except TimeoutError: pass
 
@@ -393,9 +394,9 @@ def _release(self:KernelPool, k:_Kernel):
     self._recycle(k)
 
 @patch
-def _recycle(self:KernelPool, k:_Kernel):
-    "Apply the return policy to `k`, which no one holds now; its client is closed at once, for good"
-    kc, policy = k.kc, self.on_return
+def _recycle(self:KernelPool, k:_Kernel, policy:str|None=None):
+    "Apply the return policy (`policy`, default `on_return`) to `k`, which no one holds now; its client is closed at once, for good"
+    kc, policy = k.kc, policy or self.on_return
     if self.closed or not self._alive(k): policy = 'discard'
     elif policy == 'keep' and (kc.pending or kc.router.inputs or kc.router.watchers.get('debug_event') is not None):
         policy = 'restart'  # requests running, a prompt unanswered or a debugger attached would hold up the next caller
@@ -455,7 +456,7 @@ def _let_go(self:KernelPool, key, why:str='culled'):
     k, slot.kernel = slot.kernel, None
     self._counts[why] += 1
     k.key = None
-    self._recycle(k)
+    self._recycle(k, 'restart' if self.on_return == 'keep' else None)  # a key's variables reach no one else
 
 @patch
 def _idle_keys(self:KernelPool) -> list:

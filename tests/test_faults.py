@@ -1,5 +1,5 @@
 "Lifecycle and fault tests: kernel death, restart, interrupt, timeouts, bad input from the wire, memory, security."
-import asyncio, logging, os, signal, stat
+import asyncio, logging, os, signal, stat, sys
 from contextlib import asynccontextmanager
 from queue import Empty
 
@@ -256,3 +256,17 @@ async def test_abandoned_and_signature_histories_are_bounded():
     w = WireReader(s, history=3)
     for i in range(10): w.parse(s.serialize(s.msg('status', {'execution_state': 'idle'})), 'iopub')
     assert len(w.seen) == 3
+
+
+async def test_a_kernel_that_dies_starting_is_started_once_more(tmp_path, caplog):
+    "As when another process takes one of its ports before it binds: the first kernel exits at once, the next one runs"
+    code = ("import os, sys\n"
+            "if not os.path.exists(sys.argv[1]): open(sys.argv[1], 'w').close(); sys.exit(1)\n"
+            "del sys.argv[1]\n"
+            "from ipykernel.kernelapp import launch_new_instance; launch_new_instance()")
+    argv = [sys.executable, '-c', code, str(tmp_path / 'died once'), '-f', '{connection_file}']
+    async with run_kernel(argv=argv) as (km, kc):
+        assert (await kc.execute('1', reply=True))['content']['status'] == 'ok'
+    assert 'died while starting' in caplog.text
+    with pytest.raises(DeadKernelError):  # one that always dies: its error, after the second try
+        async with run_kernel(argv=[sys.executable, '-c', 'import sys; sys.exit(1)', '{connection_file}']): pass

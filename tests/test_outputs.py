@@ -205,3 +205,17 @@ async def test_stopping_the_channels_fails_runs_and_streams_at_once():
         results = await asyncio.gather(*runs, *map(consume_all, streams), return_exceptions=True)
         assert all(isinstance(r, ChannelsStoppedError) for r in results)
         assert len(kc.pending) == 0
+
+
+async def test_a_malformed_output_is_left_out_and_said():
+    "A stream without text, a result without data: the run is marked incomplete, the other outputs are whole"
+    async with run_kernel() as (km, kc):
+        code = ("k = get_ipython().kernel\n"
+                "k.session.send(k.iopub_socket, 'stream', {'name': 'stdout'}, parent=k.get_parent())\n"
+                "k.session.send(k.iopub_socket, 'execute_result', {}, parent=k.get_parent())\n"
+                "print('after')")
+        r = await kc.run(code, timeout=30)
+        assert r.status == 'ok' and r.stdout == 'after\n' and not r.complete
+        assert [n.split(' (')[0] for n in r.notes] == ['a malformed stream message was left out',
+                                                     'a malformed execute_result message was left out']
+        assert (await kc.run('1 + 1')).complete

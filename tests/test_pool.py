@@ -262,6 +262,26 @@ async def test_with_evict_keys_off_a_waiting_caller_never_takes_a_keys_kernel():
         assert pool.stats['evicted'] == 0
 
 
+@pytest.mark.timeout(90)
+async def test_keys_taking_turns_keep_their_kernels_while_another_is_on_its_way():
+    "Two keys, size=1, max_kernels=2: the refill kernel serves the second key; neither key's kernel is evicted"
+    async with KernelPool('py', size=1, max_kernels=2) as pool:
+        for i in range(6):
+            key = 'ab'[i % 2]
+            async with pool.kernel(key, timeout=60) as kc:
+                if i >= 2: assert value(await kc.run('mine')) == repr(key)
+                await kc.execute(f'mine = {key!r}', reply=True)
+        assert pool.stats['evicted'] == 0
+
+
+@pytest.mark.timeout(60)
+async def test_startup_code_leaves_no_history():
+    async with KernelPool('py', size=1, startup='secret = 1') as pool:
+        async with pool.kernel(timeout=60) as kc:
+            assert (await kc.execute('1', reply=True))['content']['execution_count'] == 1
+            assert await kc.eval('secret') == 1 and 'secret' not in str(await kc.eval('In'))
+
+
 @pytest.mark.timeout(60)
 async def test_surplus_warm_kernels_are_culled_back_to_size():
     "After a burst, kernels returned beyond `size` are shut down once they idle for `cull_idle`"
@@ -338,7 +358,7 @@ async def test_a_sticky_key_keeps_its_client_until_it_is_let_go():
             assert (await a2.run(OPEN_T)).status == 'ok' and len(opened) == 1
         async with pool.kernel(timeout=30) as b:  # max_kernels=1: the idle key is let go for this caller
             assert pool.stats['evicted'] == 1 and b is not a and b.reply_timeout == 60
-            assert value(await b.run('x')) == '1'  # kept: the kernel is the key's, its client is not
+            assert (await b.run('x')).ename == 'NameError'  # the key's variables reach no other caller, even with 'keep'
             await b.run("opened2 = create_comm(target_name='t')")
             assert len(opened) == 1 and b.comms.targets == {}
 
