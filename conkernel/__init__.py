@@ -12,6 +12,7 @@ __all__ = []
 from .errors import *
 from .wire import *
 from .router import *
+from .connection import *
 from .transport import *
 from .requests import *
 from .client import *

@@ -7,7 +7,6 @@ Docs: https://conkernel.github.io/conkernel/client.html.md"""
 # %% ../nbs/04_client.ipynb #ec410339
 from __future__ import annotations
 import asyncio, logging, time, uuid
-from functools import partial
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -17,9 +16,10 @@ from jupyter_client import AsyncKernelClient
 from jupyter_client.client import validate_string_dict
 from traitlets import Bool, Enum, Float, Instance, Integer, Type, default
 
-from .errors import ChannelsStoppedError, DeadKernelError, KernelUnresponsiveError
+from .errors import ChannelsStoppedError, DeadKernelError
 from .router import CHANNELS, USE_DEFAULT, PendingReply, PendingView, Router
-from .transport import Transport, ZMQTransport
+from .connection import Connection, KernelOwner, owner_of
+from .transport import Transport, TransportSettings, ZMQTransport
 from .requests import KernelRequests
 
 # %% auto #0
@@ -35,7 +35,7 @@ class Channel:
 
     def send(self, msg:dict):
         "Send `msg` on this channel (refused once the kernel is known dead or the channels stopped)"
-        self.client.router.check_open()
+        self.client.connection.check_open()
         self.client._send(self.name, msg)
 
     def is_alive(self) -> bool: return self.client.channels_running
@@ -109,8 +109,14 @@ class ConKernelClient(KernelRequests, AsyncKernelClient):
         self.session.session = str(uuid.uuid4())
         self.router = Router(self.max_queued, self.max_queued_bytes, self.iopub_timeout)
         self.router.on_orphaned_input = self._end_input
+        self.connection = Connection(self.router)
         self.kernel_transport = None
         for name in CHANNELS: setattr(self, f'_{name}_channel', Channel(name, self))
+
+    @property
+    def owner(self) -> KernelOwner:
+        "What the client may ask of its manager: the manager itself, a jupyter_client one seen as a `KernelOwner`, or nothing"
+        return owner_of(self.parent)
 
     @property
     def pending(self) -> Mapping:
@@ -155,7 +161,7 @@ def _request(self:ConKernelClient, channel:str, msg_type:str, content:dict, repl
     msg_id = msg['msg_id']
     if not reply:
         if any(track.values()): raise ValueError(f"{', '.join(k for k,v in track.items() if v)} needs reply=True")
-        self.router.check_open()  # a dead kernel refuses fire-and-forget requests too
+        self.connection.check_open()  # a dead kernel refuses fire-and-forget requests too
         self._send(channel, msg)
         return msg_id
     future = self.router.register(msg_id, msg_type, self.reply_timeout if timeout is USE_DEFAULT else timeout,
@@ -212,11 +218,13 @@ def start_channels(self:ConKernelClient, shell=True, iopub=True, stdin=True, hb=
     if self.channels_running: raise RuntimeError("the channels are already started")
     if self._created_context and self.context.closed: self.context = zmq.Context()  # a stop destroyed the last one
     self.allow_stdin = stdin
-    self.router.reopen()
-    self.router.loop = asyncio.get_running_loop()
-    if (gone := getattr(self.parent, 'gone', None)) is not None: self.router.close(gone)  # a kernel known dead
-    self.kernel_transport = self.transport_class(self, [n for n,on in zip(CHANNELS, (shell, iopub, stdin, control)) if on], hb)
-    self.kernel_transport.start(self.router)
+    owner = self.owner
+    self.connection.open(asyncio.get_running_loop(), owner)  # refused at once if the owner knows the kernel is gone
+    settings = TransportSettings(self.session, [n for n,on in zip(CHANNELS, (shell, iopub, stdin, control)) if on],
+                                 self.heartbeat_timeout if hb else None, self.max_message_size, self.allow_unsigned,
+                                 ports=self, owner=owner)
+    self.kernel_transport = self.transport_class(self.connection, settings)
+    self.kernel_transport.start()
     return Starting(self, timeout)
 
 @patch
@@ -236,7 +244,7 @@ async def wait_for_ready(self:ConKernelClient, timeout:float|None=60):
             self.kernel_info_reply = await self._request('shell', 'kernel_info_request', {}, True, attempt, until_idle=True)
             break
         except TimeoutError:
-            if getattr(self.parent, 'has_kernel', False) and not await self.parent.is_alive():
+            if (owner := self.owner).has_kernel and not await owner.is_alive():
                 raise DeadKernelError("the kernel died before answering kernel_info") from None
             if deadline is not None and time.monotonic() > deadline:
                 raise RuntimeError(f"the kernel did not answer within {timeout} s") from None
@@ -245,22 +253,34 @@ async def wait_for_ready(self:ConKernelClient, timeout:float|None=60):
     for ch in 'shell','iopub': self.router.queues[ch].clear()
 
 # %% ../nbs/04_client.ipynb #bf819319
-_stopped = partial(ChannelsStoppedError, "the client's channels were stopped")
+@patch
+def _before_stop(self:ConKernelClient):
+    "What must be ended while requests can still be sent, before the channels stop (the subshells notebook adds the quick subshell)"
+
+@patch
+async def _abefore_stop(self:ConKernelClient): self._before_stop()
+
+@patch
+def _end_context(self:ConKernelClient):
+    "Destroy the ZMQ context the client made for itself (as jupyter_client does once the channels stop)"
+    if self._created_context and not self.context.closed: self.context.destroy(linger=100)
 
 @patch
 def stop_channels(self:ConKernelClient):
     "Fail every in-flight request with `ChannelsStoppedError`, then close the transport"
-    self._quick_delete_nowait()  # the subshell the client made for quick requests (see subshells)
-    self.router.close(_stopped)
+    self._before_stop()
+    self.connection.close(ChannelsStoppedError, "the client's channels were stopped")
     if self.kernel_transport is not None: self.kernel_transport.close()
+    self._end_context()
 
 @patch
 async def astop_channels(self:ConKernelClient):
     "`stop_channels`, then wait until the transport has stopped and failed waiters have seen their error"
-    try: await self._quick_delete()
+    try: await self._abefore_stop()
     finally:
-        self.router.close(_stopped)
+        self.connection.close(ChannelsStoppedError, "the client's channels were stopped")
         if self.kernel_transport is not None: await self.kernel_transport.aclose()
+        self._end_context()
     await asyncio.sleep(0)
 
 # %% ../nbs/04_client.ipynb #8480879d
@@ -268,38 +288,14 @@ async def astop_channels(self:ConKernelClient):
 async def reconnect(self:ConKernelClient, timeout:float|None=60) -> ConKernelClient:
     "Open a fresh transport to the kernel (nothing the old one held is delivered), and wait until the kernel answers"
     old = self.kernel_transport
-    channels, hb = (old.channels, old.heartbeat) if old is not None else (CHANNELS, True)
+    channels, hb = (old.channels, old.settings.heartbeat is not None) if old is not None else (CHANNELS, True)
     if old is not None: await old.aclose()
+    self._end_context()
     self.kernel_transport = None
     return await self.start_channels(*(n in channels for n in ('shell', 'iopub', 'stdin')), hb, 'control' in channels,
                                      timeout=timeout)
 
 # %% ../nbs/04_client.ipynb #33adf3b6
-@patch
-def kernel_lost(self:ConKernelClient,
-                error): # makes the `DeadKernelError` (or subclass) each waiter gets, e.g. `partial(DeadKernelError, why)`
-    "Fail every waiter with its own `error()` and refuse new requests with it"
-    if self.router.closed is not None: return
-    waiting = len(self.router.requests)
-    self.router.close(error)
-    if waiting: _log.warning("%s: failed %d waiting requests", self.router.closed, waiting)
-
-@patch
-def kernel_silent(self:ConKernelClient, seconds:float):
-    "The kernel has answered no ping for `seconds`: unless it sent anything meanwhile, fail every waiter"
-    heard = self.router.heard  # when the kernel last sent anything (0: not yet)
-    if not heard and getattr(self.parent, 'has_kernel', False): return  # starting: its manager and the start-up wait judge
-    if heard and asyncio.get_running_loop().time() - heard < self.heartbeat_timeout: return
-    self.kernel_lost(partial(KernelUnresponsiveError,
-        f"the kernel answered no heartbeat for {seconds:.0f} s: it is frozen, stopped, dead or unreachable"))
-
-@patch
-def kernel_answering(self:ConKernelClient):
-    "The kernel answers pings again: a client it left unresponsive is usable again"
-    if isinstance(self.router.closed, KernelUnresponsiveError):
-        _log.warning("the kernel answers again: the client accepts requests again")
-        self.router.reopen()
-
 @patch
 def _end_of_input(self:ConKernelClient) -> str:
     "The answer that ends a prompt: ipykernel raises EOFError for '\\x04'; kernels without such a signal get ''"
@@ -315,7 +311,7 @@ def _end_input(self:ConKernelClient, msg:dict):
 @patch
 async def is_alive(self:ConKernelClient) -> bool:
     "Is the kernel alive? Its manager knows; else the heartbeat (or the transport) tells"
-    if getattr(self.parent, 'has_kernel', None) is not None: return await self.parent.is_alive()
+    if (owner := self.owner).has_kernel: return await owner.is_alive()
     if self.hb_channel is not None: return self.hb_channel.is_beating()
     return self.channels_running
 
@@ -324,8 +320,8 @@ async def is_alive(self:ConKernelClient) -> bool:
 async def interrupt(self:ConKernelClient,
                     timeout=USE_DEFAULT): # seconds to wait for the interrupt_reply (None: forever)
     "Interrupt the running request; gives the interrupt_reply when sent as a message"
-    km = self.parent
-    if getattr(km, 'has_kernel', False) and not km.interrupt_by_message:
-        self.router.check_open()
-        return await km.interrupt_kernel()
+    owner = self.owner
+    if owner.has_kernel and not owner.interrupt_by_message:
+        self.connection.check_open()
+        return await owner.interrupt_kernel()
     return await self._request('control', 'interrupt_request', {}, True, timeout)

@@ -11,7 +11,7 @@ from functools import partial
 from queue import Empty
 
 from fastcore.utils import patch
-from .errors import CommClosedError, KernelUnresponsiveError
+from .errors import CommClosedError
 from .router import MsgQueue
 from .client import ConKernelClient
 
@@ -54,7 +54,7 @@ class Comm:
 @patch
 def _receive(self:Comm, msg:dict):
     "A comm_msg from the kernel: to the handler if one is set, else to the inbox (the oldest go when it is full)"
-    if self.handler is not None: return self.comms.client.router.call_handler(self.handler, msg)
+    if self.handler is not None: return self.comms.client.connection.call_handler(self.handler, msg)
     q = self.inbox
     nbytes = _nbytes(msg, self.comms.client.session.pack) if q.max_bytes is not None else 0
     while q.items and (len(q) >= q.maxlen or (q.max_bytes is not None and q.nbytes + nbytes > q.max_bytes)):
@@ -66,7 +66,7 @@ def _receive(self:Comm, msg:dict):
 @patch
 def _drop(self:Comm):
     self.dropped += 1
-    self.comms.client.router.stats['comm_dropped'] += 1
+    self.comms.client.connection.count('comm_dropped')
     if self.dropped == 1: _log.warning("%r: its inbox is full (%d messages or %d bytes unread): dropping the oldest; "
                                        "read it faster, give it a handler (on_msg), or raise the client's max_queued "
                                        "and max_queued_bytes", self, self.inbox.maxlen, self.inbox.max_bytes or 0)
@@ -141,7 +141,7 @@ def _send_comm(self:ConKernelClient, msg_type:str, content:dict, metadata:dict|N
     if metadata is not None and not isinstance(metadata, dict): raise TypeError(f"a comm's metadata is a dict, not {type(metadata).__name__}")
     msg = self.session.msg(msg_type, content, metadata=metadata or {})
     msg['buffers'] = _buffers(buffers)
-    self.router.check_open()
+    self.connection.check_open()
     self._send('shell', msg)
     return msg['header']['msg_id']
 
@@ -167,11 +167,8 @@ class Comms:
     def __init__(self, client:ConKernelClient):
         self.client,self.comms,self.targets = client,{},{}
         self.front_end = False  # registered a target once: answers the kernel's comms for other targets with a close
-        watchers = client.router.watchers
-        if taken := [t for t in COMM_TYPES if watchers.get(t) is not None]:
-            raise RuntimeError(f"another handler already watches {', '.join(taken)} on this client")
-        for t in COMM_TYPES: watchers[t] = self.dispatch
-        client.router.listeners.append(self.client_ended)
+        client.connection.watch(COMM_TYPES, self.dispatch)  # one comm layer per client
+        client.connection.subscribe(self.client_ended)
 
     def __getitem__(self, comm_id:str) -> Comm: return self.comms[comm_id]
     def __contains__(self, comm_id): return comm_id in self.comms
@@ -189,16 +186,15 @@ def comms(self:ConKernelClient) -> Comms:
 @patch
 def dispatch(self:Comms, msg:dict):
     "Route a comm message from the kernel to its comm by `comm_id`; open comms through their target"
-    content,stats = msg['content'],self.client.router.stats
+    content,count = msg['content'],self.client.connection.count
     comm_id,data = content.get('comm_id'),content.get('data', {})
     if not isinstance(comm_id, str) or not isinstance(data, dict) or not isinstance(msg.get('metadata', {}), dict):
-        stats['comm_malformed'] += 1
-        if stats['comm_malformed'] == 1: _log.warning("dropped a malformed %s (a comm_id that is not a string, or data "
+        if count('comm_malformed') == 1: _log.warning("dropped a malformed %s (a comm_id that is not a string, or data "
                                                       "that is not a dict); later ones are counted in the client's stats", msg['msg_type'])
         return
     if msg['msg_type'] == 'comm_open': return self._opened(msg, comm_id, content.get('target_name'))
     comm = self.comms.get(comm_id)
-    if comm is None: stats['comm_unknown'] += 1
+    if comm is None: count('comm_unknown')
     elif msg['msg_type'] == 'comm_msg': comm._receive(msg)
     else: comm._ended('kernel', msg)
 
@@ -218,27 +214,27 @@ def unregister_target(self:Comms, target_name:str):
 
 @patch
 def _opened(self:Comms, msg:dict, comm_id:str, target_name):
-    stats = self.client.router.stats
-    if comm_id in self.comms: stats['comm_duplicate'] += 1; return
+    conn = self.client.connection
+    if comm_id in self.comms: return conn.count('comm_duplicate')
     callback = self.targets.get(target_name)
     if callback is None:
-        if not self.front_end: stats['comm_open_ignored'] += 1; return  # another client may show it
-        stats['comm_unknown_target'] += 1
-        if self.client.router.closed is None:  # the spec: close it at once, so that both sides agree
+        if not self.front_end: return conn.count('comm_open_ignored')  # another client may show it
+        conn.count('comm_unknown_target')
+        if conn.closed is None:  # the spec: close it at once, so that both sides agree
             self.client._send_comm('comm_close', dict(comm_id=comm_id, data={}), None, None)
         return
     comm = self.comms[comm_id] = Comm(self, comm_id, target_name)
     try: callback(comm, msg)
     except Exception:
         _log.exception("target %r failed to take %r: closing it", target_name, comm)
-        if self.client.router.closed is None: comm.close()
+        if conn.closed is None: comm.close()
         else: comm._ended('client')
 
 # %% ../nbs/07b_comms.ipynb #1b292204
 @patch
 def client_ended(self:Comms, error):
     "The client closed (`error` makes its exception) or reopened (None): end every comm, or only fail its waiters while the kernel is unresponsive"
-    unresponsive = isinstance(self.client.router.closed, KernelUnresponsiveError)
+    unresponsive = self.client.connection.unresponsive
     for comm in list(self.comms.values()):
         if error is None: comm.inbox.close(None)
         elif unresponsive: comm.inbox.close(error)  # the kernel may answer again

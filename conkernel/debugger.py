@@ -11,7 +11,7 @@ from collections import deque
 from functools import partial
 
 from fastcore.utils import patch
-from .errors import DebuggerError, KernelUnresponsiveError, NoDebuggerError
+from .errors import DebuggerError, NoDebuggerError
 from .router import USE_DEFAULT
 from .client import ConKernelClient
 
@@ -72,7 +72,7 @@ def _event(self:Debugger, msg:dict):
     "A debug_event from iopub: to the first waiter for its name, else kept"
     event = msg['content']
     if not isinstance(event, dict) or not isinstance(name := event.get('event'), str):
-        self.client.router.stats['debug_malformed'] += 1
+        self.client.connection.count('debug_malformed')
         return
     body = event.get('body') if isinstance(event.get('body'), dict) else {}
     if name == 'stopped': self.stopped[body.get('threadId')] = event
@@ -95,7 +95,7 @@ async def wait_event(self:Debugger, name:str, timeout=USE_DEFAULT) -> dict:
         if event['event'] == name:
             self.events.remove(event)
             return event
-    self.client.router.check_open()
+    self.client.connection.check_open()
     if not self.started: raise RuntimeError(f"{self!r} is not started: start it (or use it in `async with`) first")
     waiter = (name, asyncio.get_running_loop().create_future())
     self.waiters.append(waiter)
@@ -112,7 +112,7 @@ def _client_ended(self:Debugger, error):
     for name,fut in self.waiters:
         if not fut.done(): fut.set_exception(error())
     self.waiters.clear()
-    if self.started and not isinstance(self.client.router.closed, KernelUnresponsiveError):  # a dead or restarted kernel's debugger is gone
+    if self.started and not self.client.connection.unresponsive:  # a dead or restarted kernel's debugger is gone
         self.started = False
         self.stopped.clear()
         self._unwatch()
@@ -125,10 +125,9 @@ async def start(self:Debugger, **arguments) -> dict:
     if self.started: return self.capabilities
     if getattr(kc, 'kernel_info_reply', None) is None: kc.kernel_info_reply = await kc.kernel_info(reply=True, timeout=self.timeout)
     kc.debugger()  # raises NoDebuggerError for a kernel without one
-    if kc.router.watchers.get('debug_event') is not None:
-        raise RuntimeError("another debugging session is open on this client: stop it first")
-    kc.router.watchers['debug_event'] = self._event
-    kc.router.listeners.append(self._client_ended)
+    if kc.connection.watching('debug_event'): raise RuntimeError("another debugging session is open on this client: stop it first")
+    kc.connection.watch(('debug_event',), self._event)
+    kc.connection.subscribe(self._client_ended)
     try:
         self.info = (await self.request('debugInfo'))['body']
         self.capabilities = (await self.request('initialize', dict(
@@ -144,8 +143,8 @@ async def start(self:Debugger, **arguments) -> dict:
 @patch
 def _unwatch(self:Debugger):
     kc = self.client
-    if kc.router.watchers.get('debug_event') == self._event: del kc.router.watchers['debug_event']
-    if self._client_ended in kc.router.listeners: kc.router.listeners.remove(self._client_ended)
+    kc.connection.unwatch(('debug_event',), self._event)
+    kc.connection.unsubscribe(self._client_ended)
     self._client_ended(partial(RuntimeError, "the debugging session was stopped"))
 
 # %% ../nbs/07c_debugger.ipynb #cf63f1b0
@@ -154,7 +153,7 @@ async def stop(self:Debugger):
     "Clear the session's breakpoints, let every stopped thread run on, then `disconnect`: the kernel runs code as before"
     if not self.started: return
     try:
-        if self.client.router.closed is None:  # (a dead kernel has no debugger to tell)
+        if self.client.connection.closed is None:  # (a dead kernel has no debugger to tell)
             for path in list(self.breakpoints):  # first: a thread let run on must not stop again before the disconnect
                 try: await self.set_breakpoints(path, [])
                 except DebuggerError as e: _log.warning("%r: %s", self, e)

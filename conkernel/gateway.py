@@ -17,7 +17,7 @@ from traitlets.config import LoggingConfigurable
 from .errors import GatewayError
 from .client import ConKernelClient
 from .manager import ClientsMixin, register_remote, run_manager
-from .websocket import V1, WebsocketTransport, _deps
+from .websocket import V1, RemoteKernelOwner, WebsocketTransport, _deps
 
 # %% auto #0
 __all__ = ['RestKernelManager', 'ConGatewayKernelManager', 'run_gateway_kernel']
@@ -48,7 +48,7 @@ def _checked_id(kernel_id:str|None) -> str|None:
     raise ValueError(f"kernel_id={kernel_id!r} is not a kernel id: servers name kernels by UUIDs, such as {uuid.UUID(int=0)}")
 
 # %% ../nbs/10_gateway.ipynb #ffcd58f6
-class RestKernelManager(LoggingConfigurable):
+class RestKernelManager(LoggingConfigurable, RemoteKernelOwner):
     "Starts, interrupts, restarts and stops a kernel on a Jupyter Server or gateway over REST, and opens its websocket"
     url = Unicode(config=True, help="The server's base URL, e.g. http://127.0.0.1:8888 (https:// for TLS)")
     token = Unicode(None, allow_none=True, config=True, help="The server's token (default: $JUPYTER_GATEWAY_AUTH_TOKEN)")

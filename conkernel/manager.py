@@ -7,7 +7,6 @@ Docs: https://conkernel.github.io/conkernel/manager.html.md"""
 # %% ../nbs/08_manager.ipynb #617c16e5
 from __future__ import annotations
 import asyncio, logging, os, weakref
-from functools import partial
 from contextlib import asynccontextmanager
 
 import zmq
@@ -19,6 +18,7 @@ from traitlets import CaselessStrEnum, DottedObjectName, Instance, default
 from traitlets.config import LoggingConfigurable
 
 from .errors import ChannelsStoppedError, DeadKernelError, KernelRestartedError, KernelStartError
+from .connection import KernelOwner
 from .transport import FdWatcher
 from .client import ConKernelClient
 
@@ -29,10 +29,9 @@ __all__ = ['ClientsMixin', 'ConKernelManager', 'ProcessWatch', 'run_manager', 'r
 _log = logging.getLogger('conkernel')
 
 # %% ../nbs/08_manager.ipynb #41d8129e
-class ClientsMixin(LoggingConfigurable):
+class ClientsMixin(LoggingConfigurable, KernelOwner):
     "What every conkernel manager does for the clients it made: keep them, tell them, reopen them"
     clients = Instance(weakref.WeakSet, (), help="The clients this manager made, told when the kernel dies or restarts")
-    interrupt_by_message = False  # does a client interrupt with an interrupt_request rather than through the manager
 
     def client(self, **kwargs) -> ConKernelClient:
         "A client of this kernel, which this manager tells when the kernel dies or restarts"
@@ -40,15 +39,15 @@ class ClientsMixin(LoggingConfigurable):
         self.clients.add(kc)
         return kc
 
-    def _kernel_going(self, error):
-        "Fail every waiter of every client, each with its own `error()` (a `DeadKernelError`)"
-        for kc in list(self.clients): kc.kernel_lost(error)
+    def _kernel_going(self, kind:type, why:str):
+        "Fail every waiter of every client, each with its own `kind(why)` (a `DeadKernelError`)"
+        for kc in list(self.clients): kc.connection.lost(kind, why)
 
 # %% ../nbs/08_manager.ipynb #44f3f620
 @patch
 async def shutdown_kernel(self:ClientsMixin, now:bool=False, restart:bool=False):
     "Shut the kernel down; requests still waiting fail with `DeadKernelError`"
-    self._kernel_going(partial(DeadKernelError, "the kernel was shut down"))
+    self._kernel_going(DeadKernelError, "the kernel was shut down")
     await super(ClientsMixin, self).shutdown_kernel(now=now, restart=restart)
 
 @patch
@@ -56,9 +55,9 @@ async def restart_kernel(self:ClientsMixin,
                          now:bool=False, # kill the kernel instead of asking it to shut down
                          **kw):          # passed on (a local kernel's `newports=True`)
     "Restart the kernel: waiting requests fail with `KernelRestartedError`; clients are ready afterwards (or logged)"
-    self._kernel_going(partial(KernelRestartedError, "the kernel was restarted"))
+    self._kernel_going(KernelRestartedError, "the kernel was restarted")
     await super(ClientsMixin, self).restart_kernel(now=now, **kw)
-    closed = [kc for kc in self.clients if isinstance(kc.router.closed, DeadKernelError) and kc.channels_running]
+    closed = [kc for kc in self.clients if isinstance(kc.connection.closed, DeadKernelError) and kc.channels_running]
     errors = await asyncio.gather(*map(self._reconnect_client, closed), return_exceptions=True)
     for e in errors:  # the kernel restarted all the same (the restarter counts restarts only when this returns)
         if e is not None and not isinstance(e, ChannelsStoppedError):  # stopped meanwhile by its owner: left so
@@ -84,7 +83,7 @@ class ConKernelManager(ClientsMixin, AsyncKernelManager):
         super().__init__(*args, **kwargs)
         if argv is not None: kernel_spec = KernelSpec(argv=list(argv), display_name=argv[0], language='')
         if kernel_spec is not None: self._kernel_spec = kernel_spec
-        self._watch = self.gone = None  # gone: why the kernel's process is known to have ended
+        self._watch = self.gone = None  # gone: why the kernel's process is known to have ended (`KernelOwner`)
 
     @default('client_factory')
     def _client_factory_default(self): return ConKernelClient
@@ -139,8 +138,8 @@ def _unwatch(self:ConKernelManager):
 @patch
 def _process_exited(self:ConKernelManager, returncode:int|None):
     self._watch = None
-    self.gone = partial(DeadKernelError, f"the kernel process died (exit code {returncode})")  # clients made later learn it too
-    self._kernel_going(self.gone)
+    self.gone = f"the kernel process died (exit code {returncode})"  # clients made later learn it too
+    self._kernel_going(DeadKernelError, self.gone)
 
 @patch
 async def _async_post_start_kernel(self:ConKernelManager, **kw):
@@ -151,9 +150,9 @@ async def _async_post_start_kernel(self:ConKernelManager, **kw):
     if process is not None: self._watch = ProcessWatch(process, self._process_exited)
 
 @patch
-def _kernel_going(self:ConKernelManager, error):
+def _kernel_going(self:ConKernelManager, kind:type, why:str):
     self._unwatch()
-    super(ConKernelManager, self)._kernel_going(error)
+    super(ConKernelManager, self)._kernel_going(kind, why)
 
 @patch
 async def _reconnect_client(self:ConKernelManager, kc:ConKernelClient):

@@ -26,21 +26,15 @@ from .gateway import ConGatewayKernelManager
 from .blocking import BlockingConKernelClient, LoopThread
 
 # %% auto #0
-__all__ = ['PooledClient', 'KernelPool', 'BlockingKernelPool', 'blocking_pool', 'ConIOLoopKernelManager', 'ConMultiKernelManager']
+__all__ = ['KernelPool', 'BlockingKernelPool', 'blocking_pool', 'ConIOLoopKernelManager', 'ConMultiKernelManager']
 
 # %% ../nbs/11a_pool.ipynb #84e17851
 _log = logging.getLogger('conkernel')
 
 # %% ../nbs/11a_pool.ipynb #4ffce1f3
-class PooledClient(ConKernelClient):
-    "A `ConKernelClient` that also tells `on_lost` (its pool) when its kernel is lost"
-    on_lost = None  # called once with the `DeadKernelError` when the kernel goes
-
-    def kernel_lost(self, error):
-        if self.router.closed is not None: return
-        if self.router.requests: super().kernel_lost(error)  # which logs the requests it fails
-        else: self.router.close(error)  # a pooled kernel restarted or shut down with nothing waiting is routine
-        if self.on_lost is not None: self.on_lost(self.router.closed)
+def _lost_kernel(conn, on_lost, error):
+    "Connection listener: call `on_lost` with the `DeadKernelError` the link closed with, once per loss"
+    if error is not None and isinstance(conn.closed, DeadKernelError): on_lost(conn.closed)
 
 # %% ../nbs/11a_pool.ipynb #48f61fdc
 class _Kernel:
@@ -145,14 +139,14 @@ async def start(self:KernelPool):
 def _manager(self:KernelPool):
     if self.url:
         kw = {} if self.token is None else {'token': self.token}
-        return ConGatewayKernelManager(self.url, kernel_name=self.kernel_name, client_class=PooledClient, **kw, **self.manager_kwargs)
-    return ConKernelManager(kernel_name=self.kernel_name, argv=self.argv or None, client_factory=PooledClient, **self.manager_kwargs)
+        return ConGatewayKernelManager(self.url, kernel_name=self.kernel_name, **kw, **self.manager_kwargs)
+    return ConKernelManager(kernel_name=self.kernel_name, argv=self.argv or None, **self.manager_kwargs)
 
 @patch
-async def _new_client(self:KernelPool, k:_Kernel) -> PooledClient:
+async def _new_client(self:KernelPool, k:_Kernel) -> ConKernelClient:
     "A client of `k`'s kernel that no one has used, connected and answering; stopped again if that fails"
     kc = k.km.client()
-    kc.on_lost = partial(self._lost, k)
+    kc.connection.subscribe(partial(_lost_kernel, kc.connection, partial(self._lost, k)))
     try: return await kc.start_channels(timeout=self.startup_timeout)
     except BaseException:
         await _finish(_stop(kc))
@@ -293,7 +287,7 @@ def _start_failed(self:KernelPool, e:Exception):
 
 # %% ../nbs/11a_pool.ipynb #bfb989bb
 @patch
-def _alive(self:KernelPool, k:_Kernel) -> bool: return k.lost is None and k.kc.router.closed is None
+def _alive(self:KernelPool, k:_Kernel) -> bool: return k.lost is None and k.kc.connection.closed is None
 
 @patch
 def _to_warm(self:KernelPool, k:_Kernel):
@@ -376,8 +370,6 @@ def _forget_key(self:KernelPool, key):
     if slot is not None and slot.kernel is None and slot.users == 0 and slot.holders == 0: del self._keys[key]
 
 # %% ../nbs/11a_pool.ipynb #d89007c5
-_returned = partial(ChannelsStoppedError, "this client's kernel went back to the pool: take a kernel from the pool again")
-
 @patch
 def _release(self:KernelPool, k:_Kernel):
     "Take `k` back from a caller"
@@ -398,9 +390,10 @@ def _recycle(self:KernelPool, k:_Kernel, policy:str|None=None):
     "Apply the return policy (`policy`, default `on_return`) to `k`, which no one holds now; its client is closed at once, for good"
     kc, policy = k.kc, policy or self.on_return
     if self.closed or not self._alive(k): policy = 'discard'
-    elif policy == 'keep' and (kc.pending or kc.router.inputs or kc.router.watchers.get('debug_event') is not None):
+    elif policy == 'keep' and (kc.pending or kc.connection.prompting or kc.connection.watching('debug_event')):
         policy = 'restart'  # requests running, a prompt unanswered or a debugger attached would hold up the next caller
-    if kc.router.closed is None: kc.router.close(_returned)
+    if kc.connection.closed is None:
+        kc.connection.close(ChannelsStoppedError, "this client's kernel went back to the pool: take a kernel from the pool again")
     if policy == 'discard': self._spawn(self._dispose(k), 'shutdown')
     else:
         k.state = 'restarting'
@@ -427,7 +420,7 @@ async def _renew(self:KernelPool, k:_Kernel, restart:bool):
         self._to_warm(k)
 
 @patch
-async def _drop_subshells(self:KernelPool, kc:PooledClient):
+async def _drop_subshells(self:KernelPool, kc:ConKernelClient):
     "Delete every subshell of a kept kernel (the last caller's, and its client's quick one)"
     if not await kc.supports_subshells(): return
     for sid in await kc.list_subshells(timeout=self.startup_timeout): await kc.delete_subshell(sid, timeout=self.startup_timeout)
@@ -436,7 +429,7 @@ async def _drop_subshells(self:KernelPool, kc:PooledClient):
 @patch
 def _lost(self:KernelPool, k:_Kernel, exc:DeadKernelError):
     "`k`'s client heard that the kernel died (or was restarted by someone else)"
-    if k.state not in ('warm', 'out', 'idle'): return  # starting, restarting or closing: that path handles it
+    if k.state not in ('warm', 'out', 'idle') or k.lost is not None: return  # starting, restarting or closing: that path handles it; told once
     k.lost = exc
     self._counts['died'] += 1
     _log.warning("kernel pool: a kernel (%s) was lost: %s", {'out': 'in use'}.get(k.state, k.state), exc)

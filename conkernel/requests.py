@@ -20,6 +20,11 @@ __all__ = ['KernelRequests']
 class KernelRequests:
     "The request methods of jupyter_client's `AsyncKernelClient`, each concurrent-safe: a mixin of `ConKernelClient`"
 
+    def _quick_request(self, channel:str, msg_type:str, content:dict, reply:bool=False, timeout=USE_DEFAULT,
+                       msg_id:str|None=None, subshell_id=USE_DEFAULT):
+        "Send a request that should not wait behind a long cell: on `subshell_id` if given, else on the main shell (the subshells notebook steers it to a subshell)"
+        return self._request(channel, msg_type, content, reply, timeout, msg_id, None if subshell_id is USE_DEFAULT else subshell_id)
+
 # %% ../nbs/05_requests.ipynb #cf9caf9a
 @patch
 def complete(self:KernelRequests,

@@ -132,7 +132,6 @@ class Router:
         self.iopub_timeout,self.heard,self.sent = iopub_timeout,0.0,0  # `heard`: loop time a message last arrived
         self.on_orphaned_input = None  # called with an input_request whose request stopped waiting, to end it
         self.watchers = {}  # iopub msg_type -> handler given every such message, whoever caused it (comms, debug events)
-        self.listeners = []  # called with the error factory when the router closes, None when it reopens (comms, debugger)
         self.loop = None  # the event loop the client started on: requests from another loop are refused
 
 # %% ../nbs/02_router.ipynb #91861861
@@ -307,20 +306,12 @@ def close(self:Router,
     self.fail(list(self.requests), error)  # while sends still go out: their prompts are ended
     self.closed,self.error = error(),error
     for q in self.queues.values(): q.close(error)
-    self._tell(error)
 
 @patch
 def reopen(self:Router):
     "Accept requests again"
     self.closed = self.error = None
     for q in self.queues.values(): q.close(None)
-    self._tell(None)
-
-@patch
-def _tell(self:Router, error):
-    for listener in list(self.listeners):
-        try: listener(error)
-        except Exception: _log.exception("listener %r failed as the router %s", listener, 'reopened' if error is None else 'closed')
 
 @patch
 def reject(self:Router, channel:str, exc:Exception):

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from functools import lru_cache, partial
 
 from fastcore.utils import patch
-from .errors import KernelUnresponsiveError, NoSubshellsError, SubshellError
+from .errors import NoSubshellsError, SubshellError
 from .router import USE_DEFAULT, PendingReply
 from .client import ConKernelClient
 
@@ -29,7 +29,7 @@ async def supports_subshells(self:ConKernelClient) -> bool:
 async def _require_subshells(self:ConKernelClient):
     if await self.supports_subshells(): return
     info = self.kernel_info_reply['content']
-    name = getattr(self.parent, 'kernel_name', None)
+    name = self.owner.kernel_name
     raise NoSubshellsError(f"kernel {name or info.get('implementation')!r} ({info.get('implementation')} "
                            f"{info.get('implementation_version')}) does not support subshells: its kernel_info "
                            "has no 'kernel subshells' in supported_features")
@@ -63,7 +63,7 @@ async def delete_subshell(self:ConKernelClient, subshell_id:str, timeout=USE_DEF
     await self._require_subshells()
     deleted = self._request('control', 'delete_subshell_request', {'subshell_id': subshell_id}, True, timeout)
     doomed = [msg_id for msg_id,p in self.router.requests.items() if p.subshell_id == subshell_id]
-    self.router.fail(doomed, partial(SubshellError, f"subshell {subshell_id} was deleted before it answered"))
+    self.connection.fail(doomed, SubshellError, f"subshell {subshell_id} was deleted before it answered")
     q = getattr(self, '_quick', None)
     if q is not None and q.id == subshell_id: self._quick = None  # the quick subshell (below): the next quick request makes another
     _checked('delete_subshell_request', await deleted)
@@ -121,19 +121,19 @@ def _quick_current(self:ConKernelClient) -> _Quick|None:
 
 @patch
 def _quick_ended(self:ConKernelClient, error):
-    "Router listener: a kernel that died or restarted, or channels that stopped, take the quick subshell along; an unresponsive spell does not"
-    if error is not None and not isinstance(self.router.closed, KernelUnresponsiveError): self._quick = None
+    "Connection listener: a kernel that died or restarted, or channels that stopped, take the quick subshell along; an unresponsive spell does not"
+    if error is not None and not self.connection.unresponsive: self._quick = None
 
 @patch
 async def quick_subshell(self:ConKernelClient, timeout=USE_DEFAULT) -> str|None:
     "The id of the subshell quick requests run on, created on first need; None when they go to the main shell"
-    self.router.check_open()
+    self.connection.check_open()
     if self.quick_requests != 'subshell' or not await self.supports_subshells(): return None
     q = self._quick_current()
     if q is None or (q.task.done() and q.id is None):  # none over this connection yet, or making it failed: try again
         q = self._quick = _Quick(asyncio.ensure_future(self.create_subshell(timeout)), self.kernel_transport)
         q.task.add_done_callback(_retrieve)
-        if self._quick_ended not in self.router.listeners: self.router.listeners.append(self._quick_ended)
+        self.connection.subscribe(self._quick_ended)
     return await asyncio.shield(q.task)  # a caller who gives up does not stop the creation the others wait for
 
 # %% ../nbs/07_subshells.ipynb #afce5e6c
@@ -180,13 +180,13 @@ async def _quick_send(self:ConKernelClient, channel:str, msg:dict, future:asynci
     "Send `msg` on the quick subshell once it exists, unless its caller gave up meanwhile; fail it if making the subshell failed"
     msg_id = msg['header']['msg_id']
     try: sid = await self.quick_subshell(timeout)
-    except Exception as e: return self.router.fail([msg_id], lambda: e)  # one request: it raises `e` itself
+    except Exception as e: return self.router.fail([msg_id], lambda e=e: e)  # one request: it raises `e` itself
     p = self.router.requests.get(msg_id)
     if p is None or p.future is not future: return  # withdrawn, timed out or failed while the subshell was made
     p.subshell_id = sid
     if sid is not None: msg['header']['subshell_id'] = sid
     try: self._send(channel, msg)
-    except Exception as e: self.router.fail([msg_id], lambda: e)
+    except Exception as e: self.router.fail([msg_id], lambda e=e: e)
 
 @patch
 def _quick_unknown(self:ConKernelClient, channel:str, msg_type:str, content:dict, timeout, reply:dict, again:bool=True) -> bool:
@@ -206,11 +206,11 @@ def _quick_unknown(self:ConKernelClient, channel:str, msg_type:str, content:dict
 def _quick_forget(self:ConKernelClient) -> str|None:
     "Forget the quick subshell; its id when the kernel still has it and can be asked to delete it"
     q, self._quick = self._quick_current(), None
-    if q is None or self.router.closed is not None or not self.channels_running: return None
+    if q is None or self.connection.closed is not None or not self.channels_running: return None
     return q.id
 
 @patch
-def _quick_delete_nowait(self:ConKernelClient):
+def _before_stop(self:ConKernelClient):
     "Ask the kernel to delete the quick subshell, without waiting for its answer (`stop_channels`)"
     sid = self._quick_forget()
     if sid is None: return
@@ -218,7 +218,7 @@ def _quick_delete_nowait(self:ConKernelClient):
     except Exception as e: logging.getLogger('conkernel').info("could not delete quick subshell %s: %s", sid, e)
 
 @patch
-async def _quick_delete(self:ConKernelClient, timeout:float=2):
+async def _abefore_stop(self:ConKernelClient, timeout:float=2):
     "Delete the quick subshell, waiting at most `timeout` seconds for the kernel to confirm (`astop_channels`)"
     sid = self._quick_forget()
     if sid is None: return

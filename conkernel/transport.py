@@ -13,25 +13,41 @@ import zmq
 from fastcore.utils import patch
 
 from .errors import ChannelsStoppedError
-from .router import CHANNELS, Router
+from .router import CHANNELS
+from .connection import Connection
 from .wire import WireReader, serializer
 
 # %% auto #0
-__all__ = ['Transport', 'SelectorThread', 'FdWatcher', 'ZMQTransport', 'recv_frames', 'send_frames', 'Heartbeat']
+__all__ = ['TransportSettings', 'Transport', 'SelectorThread', 'FdWatcher', 'ZMQTransport', 'recv_frames', 'send_frames',
+           'Heartbeat']
 
 # %% ../nbs/03_transport.ipynb #c57c1a83
+class TransportSettings:
+    "What a transport needs to know, given by its client when it starts the channels"
+    __slots__ = 'session','channels','heartbeat','max_message_size','allow_unsigned','ports','owner'
+    def __init__(self,
+                 session,                        # a jupyter_client `Session`: signs what is sent, checks what arrives
+                 channels:tuple=CHANNELS,        # the channels to open
+                 heartbeat:float|None=None,      # seconds without an answer before the connection hears of silence (None: no heartbeat)
+                 max_message_size:int|None=None, # most bytes in one inbound message (None: no limit)
+                 allow_unsigned:bool=False,      # accept an empty session key
+                 ports=None,                     # where the kernel's sockets are: a jupyter_client `ConnectionFileMixin` (the client)
+                 owner=None):                    # who runs the kernel: a `KernelOwner`
+        self.session,self.channels,self.heartbeat,self.max_message_size = session,tuple(channels),heartbeat,max_message_size
+        self.allow_unsigned,self.ports,self.owner = allow_unsigned,ports,owner
+
 class Transport:
-    "How a client reaches its kernel: the client owns one and calls only these; the router never sees it"
+    "How a client reaches its kernel: it tells the client's `Connection` what arrives, and knows only its settings"
     hb = None  # the heartbeat channel, for a transport that has one
 
-    def __init__(self,
-                 client,                   # the client it carries messages for: session, connection, limits
-                 channels:tuple=CHANNELS,  # the channels to open
-                 heartbeat:bool=True):     # watch the kernel's liveness, where the transport can
-        self.client,self.channels,self.heartbeat = client,tuple(channels),heartbeat
+    def __init__(self, connection:Connection, settings:TransportSettings):
+        self.connection,self.settings = connection,settings
 
-    def start(self, router:Router):
-        "Connect, then feed every checked inbound message to `router`"
+    @property
+    def channels(self) -> tuple: return self.settings.channels
+
+    def start(self):
+        "Connect, then give every checked inbound message to the connection"
         raise NotImplementedError
 
     async def opened(self, timeout:float|None):
@@ -46,7 +62,7 @@ class Transport:
         raise NotImplementedError
 
     def close(self):
-        "Stop at once: nothing more reaches the router"
+        "Stop at once: nothing more reaches the connection"
         raise NotImplementedError
 
     async def aclose(self):
@@ -149,10 +165,10 @@ class ZMQTransport(Transport):
     "The kernel's ZMQ sockets, read from the event loop as messages arrive"
     max_batch = 1000  # messages read per wake-up before letting other callbacks run
 
-    def __init__(self, client, channels:tuple=CHANNELS, heartbeat:bool=True):
-        super().__init__(client, channels, heartbeat)
+    def __init__(self, connection:Connection, settings:TransportSettings):
+        super().__init__(connection, settings)
         self.sockets,self.stdin_monitor,self._scheduled = {},None,set()
-        self.router = self.loop = self.wire = self.serialize = self.watcher = None
+        self.loop = self.wire = self.serialize = self.watcher = None
 
     def __repr__(self): return f"<ZMQTransport {' '.join(self.sockets) or 'closed'}>"
 
@@ -177,35 +193,35 @@ def send_frames(sock:zmq.Socket, frames:list):
 @patch
 def _connect(self:ZMQTransport, name:str) -> zmq.Socket:
     "A socket connected to the kernel's `name` channel"
-    kc = self.client
-    sock = kc.connect_iopub() if name == 'iopub' else getattr(kc, f'connect_{name}')(identity=kc.session.bsession)
+    ports = self.settings.ports
+    sock = ports.connect_iopub() if name == 'iopub' else getattr(ports, f'connect_{name}')(identity=self.settings.session.bsession)
     sock.sndhwm = sock.rcvhwm = 0  # never block the loop on a send, never drop a reply: see above
     if name == 'stdin':  # a monitor sees only later events: connect again under one
-        url = kc._make_url('stdin')
+        url = ports._make_url('stdin')
         sock.disconnect(url)
         self.stdin_monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         sock.connect(url)
     return sock
 
 @patch
-def start(self:ZMQTransport, router:Router):
+def start(self:ZMQTransport):
     "Open the sockets and the heartbeat, and read every socket from the event loop"
-    kc, self.router, self.loop = self.client, router, asyncio.get_running_loop()
-    self.wire = WireReader(kc.session, kc.max_message_size, kc.allow_unsigned)
-    self.serialize = serializer(kc.session)
+    s, self.loop = self.settings, asyncio.get_running_loop()
+    self.wire = WireReader(s.session, s.max_message_size, s.allow_unsigned)
+    self.serialize = serializer(s.session)
     self.watcher = FdWatcher(self.loop)
     for name in self.channels:
         self.sockets[name] = self._connect(name)
         self.watcher.add(self.sockets[name].FD, partial(self.drain, name))
         self._schedule(name)
-    if self.heartbeat: self._start_heartbeat()
+    if s.heartbeat is not None: self._start_heartbeat()
 
 @patch
 async def opened(self:ZMQTransport, timeout:float|None):
     "Wait until the stdin connection is complete"
     deadline = None if timeout is None else time.monotonic() + timeout
     while self.stdin_monitor is not None and not self.stdin_monitor.poll(0):
-        self.router.check_open()  # the kernel is known dead: no handshake will come
+        self.connection.check_open()  # the kernel is known dead: no handshake will come
         if deadline is not None and time.monotonic() > deadline:
             raise RuntimeError(f"the kernel did not answer within {timeout} s (its stdin socket accepted no connection)")
         await asyncio.sleep(0.01)
@@ -231,14 +247,15 @@ def drain(self:ZMQTransport, name:str):
     self._scheduled.discard(name)
     sock = self.sockets.get(name)
     if sock is None: return  # closed meanwhile
-    parse, router, n = self.wire.parse, self.router, 0
+    parse, conn, n = self.wire.parse, self.connection, 0
+    deliver, reject = conn.deliver, conn.reject
     for n in range(1, self.max_batch + 1):
         try: frames = recv_frames(sock)
         except zmq.ZMQError: break  # nothing more (or closed under us)
-        if n == 1: router.heard = self.loop.time()  # the kernel spoke: once per batch, before the batch is routed
+        if n == 1: conn.spoke(self.loop.time())  # once per batch, before the batch is routed
         nbytes = sum(map(len, frames))
-        try: router.dispatch(name, parse(frames, name, nbytes), nbytes)
-        except Exception as e: router.reject(name, e)  # no message can stop the reader
+        try: deliver(name, parse(frames, name, nbytes), nbytes)
+        except Exception as e: reject(name, e)  # no message can stop the reader
     else: self._schedule(name)  # more may be waiting: come back after other callbacks ran
 
 @patch
@@ -261,23 +278,24 @@ def close(self:ZMQTransport):
     if self.hb is not None: self.hb.stop()
     for sock in self.sockets.values(): sock.close(linger=0)
     self.sockets = {}
-    kc = self.client
-    if kc._created_context and not kc.context.closed: kc.context.destroy(linger=100)
 
 # %% ../nbs/03_transport.ipynb #d5087d79
 class Heartbeat:
-    "Pings the kernel's heartbeat socket from the event loop; tells the client of silence, and of answers after it"
+    "Pings the kernel's heartbeat socket from the event loop; tells the connection of silence, and of answers after it"
     interval = 1.0  # seconds between pings (jupyter_client's `time_to_dead`)
 
-    def __init__(self, client, loop:asyncio.AbstractEventLoop, watcher:FdWatcher,
-                 timeout:float): # seconds of silence before the client is told
-        self.client,self.loop,self.timeout = client,loop,timeout
-        self.socket = client.context.socket(zmq.DEALER)
+    def __init__(self,
+                 ports,                  # where the kernel is: a jupyter_client `ConnectionFileMixin`
+                 connection:Connection,  # told of silence and of answers
+                 loop:asyncio.AbstractEventLoop, watcher:FdWatcher,
+                 timeout:float): # seconds of silence before the connection is told
+        self.connection,self.loop,self.timeout = connection,loop,timeout
+        self.socket = ports.context.socket(zmq.DEALER)
         self.socket.linger = 0
-        if client.curve_publickey:  # as jupyter_client connects its sockets under CurveZMQ
+        if ports.curve_publickey:  # as jupyter_client connects its sockets under CurveZMQ
             s = self.socket
-            s.curve_secretkey,s.curve_publickey,s.curve_serverkey = client.curve_secretkey,client.curve_publickey,client.curve_publickey
-        self.socket.connect(client._make_url('hb'))
+            s.curve_secretkey,s.curve_publickey,s.curve_serverkey = ports.curve_secretkey,ports.curve_publickey,ports.curve_publickey
+        self.socket.connect(ports._make_url('hb'))
         watcher.add(self.socket.FD, self._read)
         self.answered,self.pinged,self.misses,self.silent,self.paused = loop.time(),None,0,False,False
         self.timer = loop.call_soon(self._ping)
@@ -296,7 +314,7 @@ def _ping(self:Heartbeat):
     self.misses = self.misses + 1 if unanswered else 0  # pings, not seconds: a loop that stalled sent none
     if self.misses * self.interval >= self.timeout:
         self.silent = True
-        self.client.kernel_silent(self.misses * self.interval)
+        self.connection.silent(self.misses * self.interval, self.timeout)
     try: self.socket.send_multipart([b'', b'ping'], zmq.NOBLOCK)
     except zmq.ZMQError: pass  # a full queue to a kernel that is not there: the silence says it
     self.pinged = self.loop.time()
@@ -313,7 +331,7 @@ def _read(self:Heartbeat):
     self.answered = self.loop.time()
     if self.silent:
         self.silent = False
-        self.client.kernel_answering()
+        self.connection.answering()
 
 @patch
 def stop(self:Heartbeat):
@@ -324,8 +342,7 @@ def stop(self:Heartbeat):
 
 @patch
 def _start_heartbeat(self:ZMQTransport):
-    if self.client.heartbeat_timeout is not None:
-        self.hb = Heartbeat(self.client, self.loop, self.watcher, self.client.heartbeat_timeout)
+    self.hb = Heartbeat(self.settings.ports, self.connection, self.loop, self.watcher, self.settings.heartbeat)
 
 # %% ../nbs/03_transport.ipynb #54f1c605
 @patch

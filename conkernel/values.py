@@ -6,7 +6,7 @@ Docs: https://conkernel.github.io/conkernel/values.html.md"""
 
 # %% ../nbs/07a_values.ipynb #fab4aab0
 from __future__ import annotations
-import ast, asyncio, base64, json, keyword, re, unicodedata
+import ast, base64, json, keyword, re, unicodedata
 from collections.abc import Mapping
 
 from fastcore.utils import patch

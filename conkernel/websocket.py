@@ -14,13 +14,15 @@ from fastcore.utils import patch
 from jupyter_client.session import DELIM
 
 from .errors import (BadMessage, ChannelsStoppedError, ConnectionLostError, DeadKernelError, GatewayError,
-                              KernelRestartedError, MessageTooLargeError)
-from .router import CHANNELS, Router
+                              MessageTooLargeError)
+from .router import CHANNELS
+from .connection import Connection, KernelOwner
 from .wire import WireReader, _object
-from .transport import Transport
+from .transport import Transport, TransportSettings
 
 # %% auto #0
-__all__ = ['V1', 'encode_v1', 'decode_v1', 'encode_json', 'decode_json_binary', 'WebsocketReader', 'WebsocketTransport']
+__all__ = ['V1', 'encode_v1', 'decode_v1', 'encode_json', 'decode_json_binary', 'WebsocketReader', 'RemoteKernelOwner',
+           'WebsocketTransport']
 
 # %% ../nbs/09_websocket.ipynb #f254086f
 _log = logging.getLogger('conkernel')
@@ -110,13 +112,27 @@ class WebsocketReader(WireReader):
                                      _object(d.get('metadata'), 'metadata', True), _object(d.get('content'), 'content'), buffers)
 
 # %% ../nbs/09_websocket.ipynb #c89d60fb
+class RemoteKernelOwner(KernelOwner):
+    "What the websocket transport asks of the manager of a kernel on a server (a gateway manager is one)"
+    kernel_id = None                   # the server's id of the kernel
+    ws_protocol = 'auto'               # the framing: 'v1', 'json', or 'auto' (what the server chooses)
+    reconnect_timeout = 10.0           # seconds to keep opening a dropped websocket again
+    websocket_max_message_size = None  # most bytes in one websocket message the server takes (None: not known)
+
+    async def open_websocket(self, session_id:str, timeout:float|None=None):
+        "The kernel's websocket, opened for session `session_id` (a `websockets` connection)"
+        raise NotImplementedError
+
 class WebsocketTransport(Transport):
     "Every channel of a kernel over one websocket to a Jupyter Server or gateway, opened by the client's manager"
-    def __init__(self, client, channels:tuple=CHANNELS, heartbeat:bool=True):
-        super().__init__(client, channels, heartbeat)
-        self.manager = client.parent  # opens the websocket: `await manager.open_websocket(session_id, timeout)`
-        self.reader = WebsocketReader(client.session, client.max_message_size)
-        self.router = self.task = self.flusher = self.ws = self._opened = None
+    def __init__(self, connection:Connection, settings:TransportSettings):
+        super().__init__(connection, settings)
+        if not isinstance(settings.owner, RemoteKernelOwner):
+            raise TypeError(f"a websocket transport needs a remote kernel's manager (a RemoteKernelOwner, such as "
+                            f"ConGatewayKernelManager) as its client's parent, not {settings.owner!r}")
+        self.manager = settings.owner  # opens the websocket: `await manager.open_websocket(session_id, timeout)`
+        self.reader = WebsocketReader(settings.session, settings.max_message_size)
+        self.task = self.flusher = self.ws = self._opened = None
         self.v1 = {'v1': True, 'json': False}.get(self.manager.ws_protocol)  # the framing; with 'auto', None until opened
         self.outbox,self.barriers = deque(),set()  # outbox: (channel, msg, frame, its framing, its request or None)
         self.largest = self.refused = None  # the largest message sent on this websocket; the smallest the server refused
@@ -125,10 +141,10 @@ class WebsocketTransport(Transport):
 
 # %% ../nbs/09_websocket.ipynb #6f792e1d
 @patch
-def start(self:WebsocketTransport, router:Router):
-    "Start the reader task, which opens the websocket and feeds `router`"
+def start(self:WebsocketTransport):
+    "Start the reader task, which opens the websocket and gives what arrives to the connection"
     if self.is_alive(): raise RuntimeError("the transport is already started")
-    loop, self.router = asyncio.get_running_loop(), router
+    loop = asyncio.get_running_loop()
     self._opened = loop.create_future()
     self._opened.add_done_callback(lambda f: f.cancelled() or f.exception())  # the error also goes to the client
     self.task = loop.create_task(self._run(), name=f'conkernel-ws-{self.manager.kernel_id}')
@@ -147,11 +163,11 @@ _FIRST_RETRY, _MAX_RETRY, _WORKED = 0.05, 2.0, 1.0  # s: the first and the longe
 
 @patch
 async def _run(self:WebsocketTransport):
-    "Own the websocket: open it, feed the router, open it again when it drops (backing off while it will not stay open)"
+    "Own the websocket: open it, feed the connection, open it again when it drops (backing off while it will not stay open)"
     km, delay, lost = self.manager, _FIRST_RETRY, None  # lost: when the websocket last stopped working (None: never)
     while True:
         left = None if lost is None else max(0.1, km.reconnect_timeout - (time.monotonic() - lost))
-        try: ws = await km.open_websocket(self.client.session.session, left)
+        try: ws = await km.open_websocket(self.settings.session.session, left)
         except asyncio.CancelledError: raise
         except Exception as e:
             error = self._cannot_open(e, lost)
@@ -167,7 +183,7 @@ async def _run(self:WebsocketTransport):
                 self.ws = None
                 await ws.close()
             self._closed(ws)
-            self.router.stats['websocket_dropped'] += 1
+            self.connection.count('websocket_dropped')
             now = time.monotonic()
             if lost is None or now - opened >= _WORKED:  # it worked: a new outage begins, and the first try is at once
                 lost, delay = now, _FIRST_RETRY
@@ -181,59 +197,61 @@ async def _run(self:WebsocketTransport):
 
 @patch
 def _cannot_open(self:WebsocketTransport, e:Exception, lost:float|None):
-    "What makes the error every waiter fails with, or None to try again"
+    "The exception class and arguments every waiter fails with, or None to try again"
     kid = self.manager.kernel_id
     if isinstance(e, GatewayError):
-        if e.status == 404: return partial(DeadKernelError, f"kernel {kid} is gone from the server")
-        if lost is None or e.status in (401, 403): return partial(GatewayError, str(e), e.status)
+        if e.status == 404: return DeadKernelError, f"kernel {kid} is gone from the server"
+        if lost is None or e.status in (401, 403): return GatewayError, str(e), e.status
     if lost is None:  # never opened: the URL, token or kernel id is wrong
-        return partial(ConnectionLostError, f"the websocket to kernel {kid} could not be opened: {type(e).__name__}: {e}")
+        return ConnectionLostError, f"the websocket to kernel {kid} could not be opened: {type(e).__name__}: {e}"
     if time.monotonic() - lost < self.manager.reconnect_timeout: return None
-    return partial(ConnectionLostError, f"the websocket to kernel {kid} dropped and could not be opened "
-                                        f"again within {self.manager.reconnect_timeout} s: {e}")
+    return ConnectionLostError, (f"the websocket to kernel {kid} dropped and could not be opened "
+                                 f"again within {self.manager.reconnect_timeout} s: {e}")
 
 @patch
-def _fail(self:WebsocketTransport, error, first:Exception|None=None):
-    "Fail the start (with `first`, else `error()`) and every waiter, each with its own `error()`"
-    if not self._opened.done(): self._opened.set_exception(first or error())
+def _fail(self:WebsocketTransport, error:tuple, first:Exception|None=None):
+    "Fail the start (with `first`, else the error) and every waiter, each with its own exception made from `error` (a class and its arguments)"
+    if not self._opened.done(): self._opened.set_exception(first or error[0](*error[1:]))
     self.outbox.clear()
-    self.client.kernel_lost(error)
+    self.connection.lost(*error)
 
 # %% ../nbs/09_websocket.ipynb #1a62c2a2
 @patch
 def _find_lost_replies(self:WebsocketTransport):
     "After a reconnect: a kernel_info barrier to each shell, subshell and control with requests still waiting"
-    waiting = {}
-    for msg_id, p in self.router.requests.items():
-        if p.reply is None: waiting.setdefault((p.channel, p.subshell_id), []).append(msg_id)
-    for (channel, subshell_id), msg_ids in waiting.items():
-        barrier = self.client._request(channel, 'kernel_info_request', {}, True, None, subshell_id=subshell_id)
+    for (channel, subshell_id), msg_ids in self.connection.unanswered().items():
+        msg = self.settings.session.msg('kernel_info_request', {})
+        if subshell_id is not None: msg['header']['subshell_id'] = subshell_id
+        barrier = self.connection.track(msg['msg_id'], 'kernel_info_request', channel, subshell_id)
         self.barriers.add(barrier)
-        barrier.future.add_done_callback(partial(self._barrier_answered, barrier, msg_ids))
+        barrier.add_done_callback(partial(self._barrier_answered, msg_ids))
+        self.send(channel, msg)
 
 @patch
-def _barrier_answered(self:WebsocketTransport, barrier, msg_ids:list, future:asyncio.Future):
+def _barrier_answered(self:WebsocketTransport, msg_ids:list, barrier:asyncio.Future):
     self.barriers.discard(barrier)
-    if future.cancelled() or future.exception() is not None: return  # the kernel or the client went away: told already
-    lost = [m for m in msg_ids if m in self.router.requests and self.router.requests[m].reply is None]
-    self.router.stats['replies_lost'] += len(lost)
-    self.router.fail(lost, partial(ConnectionLostError,
-        f"the reply was lost when the websocket to kernel {self.manager.kernel_id} dropped: the code may have run"))
+    if barrier.cancelled() or barrier.exception() is not None: return  # the kernel or the client went away: told already
+    conn = self.connection
+    lost = [m for m in msg_ids if (p := conn.request(m)) is not None and p.reply is None]
+    conn.count('replies_lost', len(lost))
+    conn.fail(lost, ConnectionLostError,
+              f"the reply was lost when the websocket to kernel {self.manager.kernel_id} dropped: the code may have run")
 
 # %% ../nbs/09_websocket.ipynb #ff0d29fa
 @patch
 async def _read(self:WebsocketTransport, ws):
     "Route every frame of `ws` until it closes"
     _, websockets = _deps()
-    decode, router, v1, loop = self.reader.decode, self.router, self.v1, asyncio.get_running_loop()
+    decode, conn, v1, loop = self.reader.decode, self.connection, self.v1, asyncio.get_running_loop()
+    deliver, reject = conn.deliver, conn.reject
     try:
         async for frame in ws:
-            router.heard = loop.time()
+            conn.spoke(loop.time())
             try:
                 channel, msg = decode(frame, v1)
                 if channel == 'iopub' and msg['msg_type'] in _NEWS: self._kernel_news(msg)
-                router.dispatch(channel, msg, len(frame))
-            except Exception as e: router.reject(getattr(e, 'channel', 'websocket'), e)  # no frame can stop the reader
+                deliver(channel, msg, len(frame))
+            except Exception as e: reject(getattr(e, 'channel', 'websocket'), e)  # no frame can stop the reader
     except websockets.exceptions.ConnectionClosed: pass
 
 # %% ../nbs/09_websocket.ipynb #55d1ad6a
@@ -246,21 +264,21 @@ def _kernel_news(self:WebsocketTransport, msg:dict):
     content = msg['content']
     if msg['msg_type'] == 'stream':
         if content.get('name') == 'stderr' and str(content.get('text', '')).startswith(_RATE_LIMITED):
-            self.router.note(msg['parent_header'].get('msg_id'), "the server dropped output: its iopub rate limit "
+            self.connection.note(msg['parent_header'].get('msg_id'), "the server dropped output: its iopub rate limit "
                              "(ZMQChannelsWebsocketConnection.limit_rate) was exceeded", 'server_dropped_output')
         return
-    if self.router.closed is not None: return  # already failed (e.g. by `restart_kernel`)
+    if self.connection.closed is not None: return  # already failed (e.g. by `restart_kernel`)
     if msg['msg_type'] == 'status':
         state = content.get('execution_state')
         if msg['parent_header'] or state not in ('restarting', 'dead'): return
         restart = state == 'restarting'
         why = "the kernel died and the server " + ("is restarting it" if restart else "could not restart it")
     else:
-        if msg['parent_header'].get('msg_id') in self.router.requests: return  # ours: the kernel answers it on control
+        if self.connection.request(msg['parent_header'].get('msg_id')) is not None: return  # ours: the kernel answers it on control
         restart = bool(content.get('restart'))
         why = f"another client {'restarted' if restart else 'shut down'} the kernel"
-    self.client.kernel_lost(partial(KernelRestartedError if restart else DeadKernelError, why))
-    if restart: self.router.reopen()
+    if restart: self.connection.restarted(why)
+    else: self.connection.lost(DeadKernelError, why)
 
 # %% ../nbs/09_websocket.ipynb #db2a9407
 @patch
@@ -269,7 +287,7 @@ def send(self:WebsocketTransport, channel:str, msg:dict):
     if not self.is_alive(): raise ChannelsStoppedError("the kernel's websocket is closed")
     frame = None
     if self.v1 is not None: self._check_size(msg, len(frame := self._encode(channel, msg)))  # else made once opened
-    self.outbox.append((channel, msg, frame, self.v1, self.router.requests.get(msg['header']['msg_id'])))
+    self.outbox.append((channel, msg, frame, self.v1, self.connection.request(msg['header']['msg_id'])))
     self._flush_soon()
 
 @patch
@@ -279,7 +297,7 @@ def _flush_soon(self:WebsocketTransport):
 
 @patch
 def _encode(self:WebsocketTransport, channel:str, msg:dict) -> bytes:
-    pack = self.client.session.pack
+    pack = self.settings.session.pack
     if not self.v1: return encode_json(msg, channel, pack)
     return encode_v1(channel, [pack(msg['header']), pack(msg['parent_header']), pack(msg['metadata']),
                                pack(msg['content']), *msg.get('buffers', ())])
@@ -288,11 +306,11 @@ def _encode(self:WebsocketTransport, channel:str, msg:dict) -> bytes:
 async def _flush(self:WebsocketTransport, ws):
     "Send the outbox in order; what a dropped websocket did not take is sent once it is open again, unless nobody waits for it"
     _, websockets = _deps()
-    outbox, requests = self.outbox, self.router.requests
+    outbox, request = self.outbox, self.connection.request
     try:
         while outbox:
             entry = channel, msg, frame, v1, p = outbox[0]
-            if p is not None and requests.get(msg['header']['msg_id']) is not p:  # its caller gave up, or it failed
+            if p is not None and request(msg['header']['msg_id']) is not p:  # its caller gave up, or it failed
                 outbox.popleft()
                 continue
             try:
@@ -300,7 +318,7 @@ async def _flush(self:WebsocketTransport, ws):
                 self._check_size(msg, len(frame))  # again: the server may have refused a smaller one since
             except MessageTooLargeError as e:
                 outbox.popleft()
-                self._refuse(msg['header'], p, partial(MessageTooLargeError, str(e)))
+                self._refuse(msg['header'], p, str(e))
                 continue
             if ws is self.ws and (self.largest is None or len(frame) > self.largest[0]): self.largest = len(frame), msg['header'], p
             try: await ws.send(frame, text=not self.v1 and not msg.get('buffers'))
@@ -322,11 +340,12 @@ def _check_size(self:WebsocketTransport, msg:dict, n:int):
                                    f"websocket for one of {self.refused} bytes (close code 1009, message too big): it was not sent")
 
 @patch
-def _refuse(self:WebsocketTransport, header:dict, p, error):
-    "A queued message that will not be sent: fail its request `p` with `error()` (one nobody waits for is logged)"
-    self.router.stats['too_large_to_send'] += 1
-    if p is None: _log.warning("%s", error())
-    elif self.router.requests.get(header['msg_id']) is p: self.router.fail([header['msg_id']], error)
+def _refuse(self:WebsocketTransport, header:dict, p, why:str):
+    "A queued message that will not be sent: fail its request `p` with `MessageTooLargeError(why)` (one nobody waits for is logged)"
+    conn = self.connection
+    conn.count('too_large_to_send')
+    if p is None: _log.warning("%s", why)
+    elif conn.request(header['msg_id']) is p: conn.fail([header['msg_id']], MessageTooLargeError, why)
 
 @patch
 def _closed(self:WebsocketTransport, ws):
@@ -338,7 +357,7 @@ def _closed(self:WebsocketTransport, ws):
     _log.warning("the server closed the websocket to kernel %s for a message of %d bytes (1009, message too big)",
                  self.manager.kernel_id, n)
     if self.outbox and self.outbox[0][1]['header'] is header: self.outbox.popleft()  # it was cut short: not again
-    self._refuse(header, p, partial(MessageTooLargeError,
+    self._refuse(header, p, (
         f"the server closed the websocket for the {header['msg_type']} of {n} bytes (close code 1009, message too big): "
         f"it takes less (the manager's websocket_max_message_size={self.manager.websocket_max_message_size} let it go: "
         f"set it to the server's limit to be told before sending)"))

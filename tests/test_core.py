@@ -8,8 +8,9 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.session import Session
 
 from conkernel import ChannelsStoppedError, ConKernelClient, run_kernel
+from conkernel.connection import Connection
 from conkernel.router import Router
-from conkernel.transport import ZMQTransport
+from conkernel.transport import TransportSettings, ZMQTransport
 
 KERNELS = ['python3', *(['py'] if 'py' in KernelSpecManager().find_kernel_specs() else [])]  # ipykernel, ipymini (not on Python 3.10)
 
@@ -90,7 +91,7 @@ async def test_unread_queues_are_bounded():
 
 class TransportWithoutEdgeCheck(ZMQTransport):
     "A transport whose send skips the check for a reply that arrived meanwhile"
-    def send(self, channel, msg): self.client.session.send(self.sockets[channel], msg)
+    def send(self, channel, msg): self.settings.session.send(self.sockets[channel], msg)
 
 
 @contextmanager
@@ -100,8 +101,9 @@ def transport_to_local_router(transport_class=ZMQTransport):
     server = ctx.socket(zmq.ROUTER)
     port = server.bind_to_random_port('tcp://127.0.0.1')
     kc = ConKernelClient(session=Session(key=b'secret'), context=ctx, ip='127.0.0.1', shell_port=port)
-    router, transport = Router(), transport_class(kc, ('shell',), heartbeat=False)
-    transport.start(router)
+    router = Router()
+    transport = transport_class(Connection(router), TransportSettings(kc.session, ('shell',), ports=kc))
+    transport.start()
     try: yield transport, router, server
     finally:
         transport.close()
@@ -112,7 +114,7 @@ def transport_to_local_router(transport_class=ZMQTransport):
 async def reply_read_after_a_send(transport_class):
     "Whether a reply that arrives before another send on the same socket still reaches its waiter"
     with transport_to_local_router(transport_class) as (transport, router, server):
-        session = transport.client.session
+        session = transport.settings.session
         await asyncio.sleep(0.05)  # let the first drain run
         first = session.msg('kernel_info_request')
         reply = router.register(first['header']['msg_id'], 'kernel_info_request')
@@ -143,5 +145,5 @@ async def test_client_from_a_connection_file(tmp_path):
 async def test_a_burst_beyond_the_high_water_mark_never_blocks_the_loop():
     "5,000 requests of 10 kB to a peer that reads nothing: with ZMQ's default limits a send would block forever"
     with transport_to_local_router() as (transport, router, server):
-        session = transport.client.session
+        session = transport.settings.session
         for _ in range(5000): transport.send('shell', session.msg('execute_request', {'code': 'x' * 10_000}))

@@ -61,13 +61,13 @@ def test_uvloop():
 
 class EchoTransport(Transport):
     "Answers kernel_info and execute requests in-process, as a kernel would, with busy/idle on iopub"
-    def start(self, router):
-        self.router, self.kernel, self.alive = router, Session(key=self.client.session.key), True
+    def start(self):
+        self.kernel, self.alive = Session(key=self.settings.session.key), True
     def send(self, channel, msg):
         if not self.alive: raise RuntimeError('closed')
         asyncio.get_running_loop().call_soon(self.answer, channel, msg)
     def answer(self, channel, req):
-        reply = lambda ch, t, c: self.router.dispatch(ch, self.kernel.msg(t, c, parent=req['header']))
+        reply = lambda ch, t, c: self.connection.deliver(ch, self.kernel.msg(t, c, parent=req['header']))
         reply('iopub', 'status', {'execution_state': 'busy'})
         content = {'code': req['content'].get('code'), 'protocol_version': '5.4'}
         reply(channel, req['msg_type'].replace('_request', '_reply'), {'status': 'ok', **content})

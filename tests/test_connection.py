@@ -1,0 +1,59 @@
+"The connection layer as its users meet it: a jupyter_client manager as parent, news that replaces a silence, a transport given the wrong owner"
+import asyncio, os, signal
+
+import pytest
+from jupyter_client import AsyncKernelManager
+from jupyter_client.session import Session
+
+from conkernel import (ConKernelClient, Connection, DeadKernelError, KernelOwner, KernelUnresponsiveError, Router,
+                       TransportSettings, WebsocketTransport, run_kernel)
+
+
+async def test_a_jupyter_client_manager_interrupts_a_conkernel_client():
+    km = AsyncKernelManager(client_class='conkernel.ConKernelClient')  # code written for jupyter_client
+    await km.start_kernel()
+    try:
+        kc = km.client()
+        assert isinstance(kc, ConKernelClient) and kc.owner.has_kernel
+        await kc.start_channels(timeout=60)
+        try:
+            running = kc.execute('import time; time.sleep(30)', reply=True, timeout=30)
+            await asyncio.sleep(1)
+            await kc.interrupt()  # through the manager (a signal), as jupyter_client's own client would
+            reply = await running
+            assert reply['content']['ename'] == 'KeyboardInterrupt'
+            assert await kc.is_alive()
+        finally: await kc.astop_channels()
+    finally: await km.shutdown_kernel(now=True)
+
+
+async def test_a_death_after_a_silence_says_the_kernel_died():
+    async with run_kernel() as (km, kc):
+        kc2 = await km.client(heartbeat_timeout=1).start_channels()
+        try:
+            pid = km.provisioner.process.pid
+            os.kill(pid, signal.SIGSTOP)
+            for _ in range(100):
+                if kc2.connection.unresponsive: break
+                await asyncio.sleep(0.05)
+            assert isinstance(kc2.connection.closed, KernelUnresponsiveError)
+            os.kill(pid, signal.SIGKILL)  # the manager sees the process exit: a definite end replaces the silence
+            for _ in range(100):
+                if not kc2.connection.unresponsive: break
+                await asyncio.sleep(0.05)
+            with pytest.raises(DeadKernelError, match='process died'): kc2.execute('1')
+            assert not isinstance(kc2.connection.closed, KernelUnresponsiveError)
+        finally: await kc2.astop_channels()
+
+
+async def test_a_websocket_transport_refuses_an_owner_that_cannot_open_one():
+    conn = Connection(Router())
+    with pytest.raises(TypeError, match='RemoteKernelOwner'):
+        WebsocketTransport(conn, TransportSettings(Session(), owner=KernelOwner()))
+    kc = ConKernelClient(transport_class=WebsocketTransport, session=Session(key=b'k'))  # no remote manager as parent
+    with pytest.raises(TypeError, match='RemoteKernelOwner'): kc.start_channels()
+
+
+def test_the_owner_of_a_client_without_a_manager_knows_nothing():
+    owner = ConKernelClient().owner
+    assert (owner.has_kernel, owner.gone, owner.kernel_name) == (False, None, None)
