@@ -11,7 +11,6 @@ from concurrent.futures import Future
 from contextlib import AsyncExitStack, contextmanager
 from functools import lru_cache
 
-from fastcore.utils import patch
 
 from .client import ConKernelClient
 from .manager import run_kernel
@@ -120,68 +119,63 @@ class BlockingConKernelClient(BlockingView):
 
     def __repr__(self): return f"<BlockingConKernelClient of {self.client!r}>"
 
+    def start_channels(self, *args, **kwargs) -> BlockingConKernelClient:
+        "Start the channels without waiting for the kernel, as jupyter_client's blocking client does (then `wait_for_ready`)"
+        async def start(): self.client.start_channels(*args, **kwargs)
+        self.loop_thread.call(start())
+        return self
+
+    def submit(self, code:str, **kwargs) -> Future:
+        "Start `run(code, **kwargs)`; a `concurrent.futures.Future` of its result"
+        return self.loop_thread.submit(_settle(self.client.run, (code,), kwargs))
+
+    @property
+    def pending(self) -> dict:
+        "Snapshot of the requests in flight: msg_id -> request msg_type"
+        return self.loop_thread.call(_snapshot(self.client.pending))
+
+    @property
+    def stats(self) -> dict:
+        "Snapshot of the client's counters by kind"
+        return self.loop_thread.call(_snapshot(self.client.stats))
+
+    def execute_interactive(self, *args, **kwargs) -> dict:
+        "`ConKernelClient.execute_interactive`, calling `output_hook` and `stdin_hook` in this thread; returns the reply"
+        call = inspect.signature(self.client.execute_interactive).bind(*args, **kwargs)
+        inbox, loop = queue.SimpleQueue(), self.loop_thread.loop  # (hook, msg, future of the answer or None); None at the end
+        if (out := call.arguments.get('output_hook')) is not None: call.arguments['output_hook'] = lambda msg: inbox.put((out, msg, None))
+        if (ask := call.arguments.get('stdin_hook')) is not None:
+            def relay(msg):
+                answer = loop.create_future()
+                inbox.put((ask, msg, answer))
+                return answer
+            call.arguments['stdin_hook'] = relay
+        done = self.loop_thread.submit(_settle(self.client.execute_interactive, call.args, call.kwargs))
+        done.add_done_callback(lambda _: inbox.put(None))
+        try:
+            while (item := inbox.get()) is not None: self._run_hook(*item)
+        except BaseException:
+            done.cancel()
+            raise
+        return done.result()
+
+    def _run_hook(self, hook, msg:dict, answer):
+        "Call `hook` with `msg`; a stdin hook's result answers the prompt"
+        if answer is None: return hook(msg)
+        token = _prompt.set(msg)
+        try: value = hook(msg)
+        finally: _prompt.reset(token)
+        self.loop_thread.loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(value))
+
+    def input(self, string:str, parent:dict|None=None):
+        "Send `string` as the answer to `parent` (default: the prompt of the stdin hook running in this thread, else the newest)"
+        self.loop_thread.call(_settle(self.client.input, (string, parent or _prompt.get()), {}))
+
 # %% ../nbs/11_blocking.ipynb #eb4ec03d
-@patch
-def start_channels(self:BlockingConKernelClient, *args, **kwargs) -> BlockingConKernelClient:
-    "Start the channels without waiting for the kernel, as jupyter_client's blocking client does (then `wait_for_ready`)"
-    async def start(): self.client.start_channels(*args, **kwargs)
-    self.loop_thread.call(start())
-    return self
-
-@patch
-def submit(self:BlockingConKernelClient, code:str, **kwargs) -> Future:
-    "Start `run(code, **kwargs)`; a `concurrent.futures.Future` of its result"
-    return self.loop_thread.submit(_settle(self.client.run, (code,), kwargs))
-
 async def _snapshot(mapping) -> dict: return dict(mapping)
-
-@patch(as_prop=True)
-def pending(self:BlockingConKernelClient) -> dict:
-    "Snapshot of the requests in flight: msg_id -> request msg_type"
-    return self.loop_thread.call(_snapshot(self.client.pending))
-
-@patch(as_prop=True)
-def stats(self:BlockingConKernelClient) -> dict:
-    "Snapshot of the client's counters by kind"
-    return self.loop_thread.call(_snapshot(self.client.stats))
 
 # %% ../nbs/11_blocking.ipynb #0bc43a8b
 _prompt = contextvars.ContextVar('conkernel_blocking_prompt', default=None)  # the input_request a stdin hook in this thread handles
-
-@patch
-def execute_interactive(self:BlockingConKernelClient, *args, **kwargs) -> dict:
-    "`ConKernelClient.execute_interactive`, calling `output_hook` and `stdin_hook` in this thread; returns the reply"
-    call = inspect.signature(self.client.execute_interactive).bind(*args, **kwargs)
-    inbox, loop = queue.SimpleQueue(), self.loop_thread.loop  # (hook, msg, future of the answer or None); None at the end
-    if (out := call.arguments.get('output_hook')) is not None: call.arguments['output_hook'] = lambda msg: inbox.put((out, msg, None))
-    if (ask := call.arguments.get('stdin_hook')) is not None:
-        def relay(msg):
-            answer = loop.create_future()
-            inbox.put((ask, msg, answer))
-            return answer
-        call.arguments['stdin_hook'] = relay
-    done = self.loop_thread.submit(_settle(self.client.execute_interactive, call.args, call.kwargs))
-    done.add_done_callback(lambda _: inbox.put(None))
-    try:
-        while (item := inbox.get()) is not None: self._run_hook(*item)
-    except BaseException:
-        done.cancel()
-        raise
-    return done.result()
-
-@patch
-def _run_hook(self:BlockingConKernelClient, hook, msg:dict, answer):
-    "Call `hook` with `msg`; a stdin hook's result answers the prompt"
-    if answer is None: return hook(msg)
-    token = _prompt.set(msg)
-    try: value = hook(msg)
-    finally: _prompt.reset(token)
-    self.loop_thread.loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(value))
-
-@patch
-def input(self:BlockingConKernelClient, string:str, parent:dict|None=None):
-    "Send `string` as the answer to `parent` (default: the prompt of the stdin hook running in this thread, else the newest)"
-    self.loop_thread.call(_settle(self.client.input, (string, parent or _prompt.get()), {}))
 
 # %% ../nbs/11_blocking.ipynb #265d7313
 async def _attach(connection_file:str, stack:AsyncExitStack, timeout:float) -> ConKernelClient:

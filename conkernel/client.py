@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 import zmq
-from fastcore.utils import patch
 from jupyter_client import AsyncKernelClient
 from jupyter_client.client import validate_string_dict
 from traitlets import Bool, Enum, Float, Instance, Integer, Type, default
@@ -55,21 +54,17 @@ class Channel:
 
     def __repr__(self): return f"<Channel {self.name}>"
 
-# %% ../nbs/04_client.ipynb #4fffb70e
-@patch
-async def get_msg(self:Channel, timeout:float|None=None) -> dict:
-    "The next unclaimed message on this channel; `queue.Empty` after `timeout` seconds"
-    return await self.client.router.queues[self.name].get(timeout)
+    async def get_msg(self, timeout:float|None=None) -> dict:
+        "The next unclaimed message on this channel; `queue.Empty` after `timeout` seconds"
+        return await self.client.router.queues[self.name].get(timeout)
 
-@patch
-async def get_msgs(self:Channel) -> list:
-    "Every unclaimed message waiting on this channel"
-    return self.client.router.queues[self.name].take_all()
+    async def get_msgs(self) -> list:
+        "Every unclaimed message waiting on this channel"
+        return self.client.router.queues[self.name].take_all()
 
-@patch
-async def msg_ready(self:Channel) -> bool:
-    "Is an unclaimed message waiting?"
-    return bool(self.client.router.queues[self.name].items)
+    async def msg_ready(self) -> bool:
+        "Is an unclaimed message waiting?"
+        return bool(self.client.router.queues[self.name].items)
 
 # %% ../nbs/04_client.ipynb #99beac90
 class ConKernelClient(KernelRequests, AsyncKernelClient):
@@ -136,192 +131,166 @@ class ConKernelClient(KernelRequests, AsyncKernelClient):
     @property
     def channels_running(self) -> bool: return self.kernel_transport is not None and self.kernel_transport.is_alive()
 
-# %% ../nbs/04_client.ipynb #42c102db
-@patch
-def _send(self:ConKernelClient, channel:str, msg:dict):
-    if self.kernel_transport is None: self.start_channels()  # never started: as jupyter_client's, on first use
-    self.kernel_transport.send(channel, msg)
+    def _send(self, channel:str, msg:dict):
+        if self.kernel_transport is None: self.start_channels()  # never started: as jupyter_client's, on first use
+        self.kernel_transport.send(channel, msg)
 
-@patch
-def _new_request(self:ConKernelClient, msg_type:str, content:dict, msg_id:str|None=None, subshell_id:str|None=None) -> dict:
-    "A request message, under `msg_id` if given (refused if a request under it timed out), for `subshell_id` if given"
-    msg = self.session.msg(msg_type, content)
-    header = msg['header']
-    if msg_id is not None: msg['msg_id'] = header['msg_id'] = msg_id
-    if subshell_id is not None: header['subshell_id'] = subshell_id
-    if msg_id in self.router.abandoned:
-        raise ValueError(f"msg_id {msg_id!r} belongs to a request that timed out: its reply may still come, so send under a fresh msg_id")
-    return msg
+    def _new_request(self, msg_type:str, content:dict, msg_id:str|None=None, subshell_id:str|None=None) -> dict:
+        "A request message, under `msg_id` if given (refused if a request under it timed out), for `subshell_id` if given"
+        msg = self.session.msg(msg_type, content)
+        header = msg['header']
+        if msg_id is not None: msg['msg_id'] = header['msg_id'] = msg_id
+        if subshell_id is not None: header['subshell_id'] = subshell_id
+        if msg_id in self.router.abandoned:
+            raise ValueError(f"msg_id {msg_id!r} belongs to a request that timed out: its reply may still come, so send under a fresh msg_id")
+        return msg
 
-@patch
-def _request(self:ConKernelClient, channel:str, msg_type:str, content:dict, reply:bool=False, timeout=USE_DEFAULT,
-             msg_id:str|None=None, subshell_id:str|None=None, **track):
-    "Send a `msg_type` request on `channel`; its msg_id, or with `reply=True` a `PendingReply`"
-    msg = self._new_request(msg_type, content, msg_id, subshell_id)
-    msg_id = msg['msg_id']
-    if not reply:
-        if any(track.values()): raise ValueError(f"{', '.join(k for k,v in track.items() if v)} needs reply=True")
-        self.connection.check_open()  # a dead kernel refuses fire-and-forget requests too
-        self._send(channel, msg)
-        return msg_id
-    future = self.router.register(msg_id, msg_type, self.reply_timeout if timeout is USE_DEFAULT else timeout,
-                                  channel=channel, subshell_id=subshell_id, **track)
-    try: self._send(channel, msg)
-    except BaseException:
-        self.router.forget(msg_id, future)
-        raise
-    return PendingReply(msg_id, self.router)
+    def _request(self, channel:str, msg_type:str, content:dict, reply:bool=False, timeout=USE_DEFAULT,
+                 msg_id:str|None=None, subshell_id:str|None=None, **track):
+        "Send a `msg_type` request on `channel`; its msg_id, or with `reply=True` a `PendingReply`"
+        msg = self._new_request(msg_type, content, msg_id, subshell_id)
+        msg_id = msg['msg_id']
+        if not reply:
+            if any(track.values()): raise ValueError(f"{', '.join(k for k,v in track.items() if v)} needs reply=True")
+            self.connection.check_open()  # a dead kernel refuses fire-and-forget requests too
+            self._send(channel, msg)
+            return msg_id
+        future = self.router.register(msg_id, msg_type, self.reply_timeout if timeout is USE_DEFAULT else timeout,
+                                      channel=channel, subshell_id=subshell_id, **track)
+        try: self._send(channel, msg)
+        except BaseException:
+            self.router.forget(msg_id, future)
+            raise
+        return PendingReply(msg_id, self.router)
 
-# %% ../nbs/04_client.ipynb #1e7552b3
-@patch
-def execute(self:ConKernelClient,
-            code:str,                 # code to run
-            silent:bool=False,        # run quietly: no outputs, no history
-            store_history:bool=True,  # add to the kernel's history
-            user_expressions:dict|None=None, # name -> expression evaluated after the code
-            allow_stdin:bool|None=None, # may the code ask for input (default: the client's `allow_stdin`)
-            stop_on_error:bool=True,  # abort queued executions after an error
-            *,
-            reply:bool=False,         # return an awaitable of the execute_reply instead of the msg_id
-            timeout=USE_DEFAULT,      # seconds to wait for the reply (None: forever)
-            msg_id:str|None=None,     # msg_id to send under (default: a fresh one)
-            subshell_id:str|None=None, # run on this subshell
-            **track):                 # `until_idle`, `on_iopub`, `on_stdin`: see `Router.register`
-    "Execute `code`; returns the msg_id, or with `reply=True` an awaitable of the reply"
-    if not isinstance(code, str): raise ValueError(f"code {code!r} must be a string")
-    user_expressions = user_expressions or {}
-    validate_string_dict(user_expressions)
-    content = dict(code=code, silent=silent, store_history=store_history, user_expressions=user_expressions,
-                   allow_stdin=self.allow_stdin if allow_stdin is None else allow_stdin, stop_on_error=stop_on_error)
-    return self._request('shell', 'execute_request', content, reply, timeout, msg_id, subshell_id, **track)
+    def execute(self,
+                code:str,                 # code to run
+                silent:bool=False,        # run quietly: no outputs, no history
+                store_history:bool=True,  # add to the kernel's history
+                user_expressions:dict|None=None, # name -> expression evaluated after the code
+                allow_stdin:bool|None=None, # may the code ask for input (default: the client's `allow_stdin`)
+                stop_on_error:bool=True,  # abort queued executions after an error
+                *,
+                reply:bool=False,         # return an awaitable of the execute_reply instead of the msg_id
+                timeout=USE_DEFAULT,      # seconds to wait for the reply (None: forever)
+                msg_id:str|None=None,     # msg_id to send under (default: a fresh one)
+                subshell_id:str|None=None, # run on this subshell
+                **track):                 # `until_idle`, `on_iopub`, `on_stdin`: see `Router.register`
+        "Execute `code`; returns the msg_id, or with `reply=True` an awaitable of the reply"
+        if not isinstance(code, str): raise ValueError(f"code {code!r} must be a string")
+        user_expressions = user_expressions or {}
+        validate_string_dict(user_expressions)
+        content = dict(code=code, silent=silent, store_history=store_history, user_expressions=user_expressions,
+                       allow_stdin=self.allow_stdin if allow_stdin is None else allow_stdin, stop_on_error=stop_on_error)
+        return self._request('shell', 'execute_request', content, reply, timeout, msg_id, subshell_id, **track)
 
-@patch
-def kernel_info(self:ConKernelClient, *, reply=False, timeout=USE_DEFAULT, msg_id=None, subshell_id=None):
-    "Ask for the kernel's info; the msg_id, or with `reply=True` an awaitable of the reply"
-    return self._request('shell', 'kernel_info_request', {}, reply, timeout, msg_id, subshell_id)
+    def kernel_info(self, *, reply=False, timeout=USE_DEFAULT, msg_id=None, subshell_id=None):
+        "Ask for the kernel's info; the msg_id, or with `reply=True` an awaitable of the reply"
+        return self._request('shell', 'kernel_info_request', {}, reply, timeout, msg_id, subshell_id)
 
-@patch
-def shutdown(self:ConKernelClient, restart:bool=False, *, reply=False, timeout=USE_DEFAULT, msg_id=None):
-    "Ask the kernel to shut down (on control); the msg_id, or with `reply=True` an awaitable of the reply"
-    return self._request('control', 'shutdown_request', {'restart':restart}, reply, timeout, msg_id)
+    def shutdown(self, restart:bool=False, *, reply=False, timeout=USE_DEFAULT, msg_id=None):
+        "Ask the kernel to shut down (on control); the msg_id, or with `reply=True` an awaitable of the reply"
+        return self._request('control', 'shutdown_request', {'restart':restart}, reply, timeout, msg_id)
+
+    def start_channels(self, shell=True, iopub=True, stdin=True, hb=True, control=True,
+                       timeout:float|None=60): # seconds to wait for the kernel when awaited
+        "Start the transport and read every channel; await the result to wait for the kernel"
+        if self.channels_running: raise RuntimeError("the channels are already started")
+        if self._created_context and self.context.closed: self.context = zmq.Context()  # a stop destroyed the last one
+        self.allow_stdin = stdin
+        owner = self.owner
+        self.connection.open(asyncio.get_running_loop(), owner)  # refused at once if the owner knows the kernel is gone
+        settings = TransportSettings(self.session, [n for n,on in zip(CHANNELS, (shell, iopub, stdin, control)) if on],
+                                     self.heartbeat_timeout if hb else None, self.max_message_size, self.allow_unsigned,
+                                     ports=self, owner=owner)
+        self.kernel_transport = self.transport_class(self.connection, settings)
+        self.kernel_transport.start()
+        return Starting(self, timeout)
+
+    async def _connect(self, timeout:float|None):
+        await self.wait_for_ready(timeout)
+        return self
+
+    async def wait_for_ready(self, timeout:float|None=60):
+        "Wait until the channels are connected, the kernel answers kernel_info and its iopub stream reaches us; then drop what start-up left unread"
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self.kernel_transport is not None: await self.kernel_transport.opened(timeout)  # stdin too: a prompt sent before is lost
+        attempt = 1  # seconds; doubled after each miss, so that a kernel or an iopub stream lagging behind still gets through
+        while True:
+            try:
+                self.kernel_info_reply = await self._request('shell', 'kernel_info_request', {}, True, attempt, until_idle=True)
+                break
+            except TimeoutError:
+                if (owner := self.owner).has_kernel and not await owner.is_alive():
+                    raise DeadKernelError("the kernel died before answering kernel_info") from None
+                if deadline is not None and time.monotonic() > deadline:
+                    raise RuntimeError(f"the kernel did not answer within {timeout} s") from None
+                attempt = min(2 * attempt, 8, max(0.1, deadline - time.monotonic()) if deadline is not None else 8)
+        self._handle_kernel_info_reply(self.kernel_info_reply)
+        for ch in 'shell','iopub': self.router.queues[ch].clear()
+
+    def _before_stop(self):
+        "What must be ended while requests can still be sent, before the channels stop (the subshells notebook adds the quick subshell)"
+
+    async def _abefore_stop(self): self._before_stop()
+
+    def _end_context(self):
+        "Destroy the ZMQ context the client made for itself (as jupyter_client does once the channels stop)"
+        if self._created_context and not self.context.closed: self.context.destroy(linger=100)
+
+    def stop_channels(self):
+        "Fail every in-flight request with `ChannelsStoppedError`, then close the transport"
+        self._before_stop()
+        self.connection.close(ChannelsStoppedError, "the client's channels were stopped")
+        if self.kernel_transport is not None: self.kernel_transport.close()
+        self._end_context()
+
+    async def astop_channels(self):
+        "`stop_channels`, then wait until the transport has stopped and failed waiters have seen their error"
+        try: await self._abefore_stop()
+        finally:
+            self.connection.close(ChannelsStoppedError, "the client's channels were stopped")
+            if self.kernel_transport is not None: await self.kernel_transport.aclose()
+            self._end_context()
+        await asyncio.sleep(0)
+
+    async def reconnect(self, timeout:float|None=60) -> ConKernelClient:
+        "Open a fresh transport to the kernel (nothing the old one held is delivered), and wait until the kernel answers"
+        old = self.kernel_transport
+        channels, hb = (old.channels, old.settings.heartbeat is not None) if old is not None else (CHANNELS, True)
+        if old is not None: await old.aclose()
+        self._end_context()
+        self.kernel_transport = None
+        return await self.start_channels(*(n in channels for n in ('shell', 'iopub', 'stdin')), hb, 'control' in channels,
+                                         timeout=timeout)
+
+    def _end_of_input(self) -> str:
+        "The answer that ends a prompt: ipykernel raises EOFError for '\\x04'; kernels without such a signal get ''"
+        info = getattr(self, 'kernel_info_reply', None) or {}
+        return '\x04' if info.get('content', {}).get('implementation') == 'ipython' else ''
+
+    def _end_input(self, msg:dict):
+        "End a prompt whose request stopped waiting, so that the kernel is not left blocked in `input()`"
+        try: self._send('stdin', self.session.msg('input_reply', {'value': self._end_of_input()}, parent=msg))
+        except ChannelsStoppedError: pass
+
+    async def is_alive(self) -> bool:
+        "Is the kernel alive? Its manager knows; else the heartbeat (or the transport) tells"
+        if (owner := self.owner).has_kernel: return await owner.is_alive()
+        if self.hb_channel is not None: return self.hb_channel.is_beating()
+        return self.channels_running
+
+    async def interrupt(self,
+                        timeout=USE_DEFAULT): # seconds to wait for the interrupt_reply (None: forever)
+        "Interrupt the running request; gives the interrupt_reply when sent as a message"
+        owner = self.owner
+        if owner.has_kernel and not owner.interrupt_by_message:
+            self.connection.check_open()
+            return await owner.interrupt_kernel()
+        return await self._request('control', 'interrupt_request', {}, True, timeout)
 
 # %% ../nbs/04_client.ipynb #a2f44bd2
 class Starting:
     "Returned by `start_channels`: await it to wait until the kernel answers; gives the client"
     def __init__(self, client, timeout): self.client,self.timeout = client,timeout
     def __await__(self): return self.client._connect(self.timeout).__await__()
-
-@patch
-def start_channels(self:ConKernelClient, shell=True, iopub=True, stdin=True, hb=True, control=True,
-                   timeout:float|None=60): # seconds to wait for the kernel when awaited
-    "Start the transport and read every channel; await the result to wait for the kernel"
-    if self.channels_running: raise RuntimeError("the channels are already started")
-    if self._created_context and self.context.closed: self.context = zmq.Context()  # a stop destroyed the last one
-    self.allow_stdin = stdin
-    owner = self.owner
-    self.connection.open(asyncio.get_running_loop(), owner)  # refused at once if the owner knows the kernel is gone
-    settings = TransportSettings(self.session, [n for n,on in zip(CHANNELS, (shell, iopub, stdin, control)) if on],
-                                 self.heartbeat_timeout if hb else None, self.max_message_size, self.allow_unsigned,
-                                 ports=self, owner=owner)
-    self.kernel_transport = self.transport_class(self.connection, settings)
-    self.kernel_transport.start()
-    return Starting(self, timeout)
-
-@patch
-async def _connect(self:ConKernelClient, timeout:float|None):
-    await self.wait_for_ready(timeout)
-    return self
-
-# %% ../nbs/04_client.ipynb #8b7af955
-@patch
-async def wait_for_ready(self:ConKernelClient, timeout:float|None=60):
-    "Wait until the channels are connected, the kernel answers kernel_info and its iopub stream reaches us; then drop what start-up left unread"
-    deadline = None if timeout is None else time.monotonic() + timeout
-    if self.kernel_transport is not None: await self.kernel_transport.opened(timeout)  # stdin too: a prompt sent before is lost
-    attempt = 1  # seconds; doubled after each miss, so that a kernel or an iopub stream lagging behind still gets through
-    while True:
-        try:
-            self.kernel_info_reply = await self._request('shell', 'kernel_info_request', {}, True, attempt, until_idle=True)
-            break
-        except TimeoutError:
-            if (owner := self.owner).has_kernel and not await owner.is_alive():
-                raise DeadKernelError("the kernel died before answering kernel_info") from None
-            if deadline is not None and time.monotonic() > deadline:
-                raise RuntimeError(f"the kernel did not answer within {timeout} s") from None
-            attempt = min(2 * attempt, 8, max(0.1, deadline - time.monotonic()) if deadline is not None else 8)
-    self._handle_kernel_info_reply(self.kernel_info_reply)
-    for ch in 'shell','iopub': self.router.queues[ch].clear()
-
-# %% ../nbs/04_client.ipynb #bf819319
-@patch
-def _before_stop(self:ConKernelClient):
-    "What must be ended while requests can still be sent, before the channels stop (the subshells notebook adds the quick subshell)"
-
-@patch
-async def _abefore_stop(self:ConKernelClient): self._before_stop()
-
-@patch
-def _end_context(self:ConKernelClient):
-    "Destroy the ZMQ context the client made for itself (as jupyter_client does once the channels stop)"
-    if self._created_context and not self.context.closed: self.context.destroy(linger=100)
-
-@patch
-def stop_channels(self:ConKernelClient):
-    "Fail every in-flight request with `ChannelsStoppedError`, then close the transport"
-    self._before_stop()
-    self.connection.close(ChannelsStoppedError, "the client's channels were stopped")
-    if self.kernel_transport is not None: self.kernel_transport.close()
-    self._end_context()
-
-@patch
-async def astop_channels(self:ConKernelClient):
-    "`stop_channels`, then wait until the transport has stopped and failed waiters have seen their error"
-    try: await self._abefore_stop()
-    finally:
-        self.connection.close(ChannelsStoppedError, "the client's channels were stopped")
-        if self.kernel_transport is not None: await self.kernel_transport.aclose()
-        self._end_context()
-    await asyncio.sleep(0)
-
-# %% ../nbs/04_client.ipynb #8480879d
-@patch
-async def reconnect(self:ConKernelClient, timeout:float|None=60) -> ConKernelClient:
-    "Open a fresh transport to the kernel (nothing the old one held is delivered), and wait until the kernel answers"
-    old = self.kernel_transport
-    channels, hb = (old.channels, old.settings.heartbeat is not None) if old is not None else (CHANNELS, True)
-    if old is not None: await old.aclose()
-    self._end_context()
-    self.kernel_transport = None
-    return await self.start_channels(*(n in channels for n in ('shell', 'iopub', 'stdin')), hb, 'control' in channels,
-                                     timeout=timeout)
-
-# %% ../nbs/04_client.ipynb #33adf3b6
-@patch
-def _end_of_input(self:ConKernelClient) -> str:
-    "The answer that ends a prompt: ipykernel raises EOFError for '\\x04'; kernels without such a signal get ''"
-    info = getattr(self, 'kernel_info_reply', None) or {}
-    return '\x04' if info.get('content', {}).get('implementation') == 'ipython' else ''
-
-@patch
-def _end_input(self:ConKernelClient, msg:dict):
-    "End a prompt whose request stopped waiting, so that the kernel is not left blocked in `input()`"
-    try: self._send('stdin', self.session.msg('input_reply', {'value': self._end_of_input()}, parent=msg))
-    except ChannelsStoppedError: pass
-
-@patch
-async def is_alive(self:ConKernelClient) -> bool:
-    "Is the kernel alive? Its manager knows; else the heartbeat (or the transport) tells"
-    if (owner := self.owner).has_kernel: return await owner.is_alive()
-    if self.hb_channel is not None: return self.hb_channel.is_beating()
-    return self.channels_running
-
-# %% ../nbs/04_client.ipynb #7c1216c5
-@patch
-async def interrupt(self:ConKernelClient,
-                    timeout=USE_DEFAULT): # seconds to wait for the interrupt_reply (None: forever)
-    "Interrupt the running request; gives the interrupt_reply when sent as a message"
-    owner = self.owner
-    if owner.has_kernel and not owner.interrupt_by_message:
-        self.connection.check_open()
-        return await owner.interrupt_kernel()
-    return await self._request('control', 'interrupt_request', {}, True, timeout)

@@ -50,78 +50,78 @@ class Comm:
     def __repr__(self):
         return f"<Comm {self.comm_id} {self.target_name!r}{' closed' if self.is_closed else ''}>"
 
-# %% ../nbs/07b_comms.ipynb #b68eee06
-@patch
-def _receive(self:Comm, msg:dict):
-    "A comm_msg from the kernel: to the handler if one is set, else to the inbox (the oldest go when it is full)"
-    if self.handler is not None: return self.comms.client.connection.call_handler(self.handler, msg)
-    q = self.inbox
-    nbytes = _nbytes(msg, self.comms.client.session.pack) if q.max_bytes is not None else 0
-    while q.items and (len(q) >= q.maxlen or (q.max_bytes is not None and q.nbytes + nbytes > q.max_bytes)):
-        q.popleft()
-        self._drop()
-    if q.max_bytes is not None and nbytes > q.max_bytes: return self._drop()
-    q.put(msg, nbytes)
+    def _receive(self, msg:dict):
+        "A comm_msg from the kernel: to the handler if one is set, else to the inbox (the oldest go when it is full)"
+        if self.handler is not None: return self.comms.client.connection.call_handler(self.handler, msg)
+        q = self.inbox
+        nbytes = _nbytes(msg, self.comms.client.session.pack) if q.max_bytes is not None else 0
+        while q.items and (len(q) >= q.maxlen or (q.max_bytes is not None and q.nbytes + nbytes > q.max_bytes)):
+            q.popleft()
+            self._drop()
+        if q.max_bytes is not None and nbytes > q.max_bytes: return self._drop()
+        q.put(msg, nbytes)
 
-@patch
-def _drop(self:Comm):
-    self.dropped += 1
-    self.comms.client.connection.count('comm_dropped')
-    if self.dropped == 1: _log.warning("%r: its inbox is full (%d messages or %d bytes unread): dropping the oldest; "
-                                       "read it faster, give it a handler (on_msg), or raise the client's max_queued "
-                                       "and max_queued_bytes", self, self.inbox.maxlen, self.inbox.max_bytes or 0)
+    def _drop(self):
+        self.dropped += 1
+        self.comms.client.connection.count('comm_dropped')
+        if self.dropped == 1: _log.warning("%r: its inbox is full (%d messages or %d bytes unread): dropping the oldest; "
+                                           "read it faster, give it a handler (on_msg), or raise the client's max_queued "
+                                           "and max_queued_bytes", self, self.inbox.maxlen, self.inbox.max_bytes or 0)
 
-# %% ../nbs/07b_comms.ipynb #cf6ecd6f
-@patch
-async def recv(self:Comm, timeout:float|None=None) -> dict:
-    "The next message from the kernel; `CommClosedError` once closed and read, `TimeoutError` after `timeout` s"
-    try: return await self.inbox.get(timeout)
-    except Empty: raise TimeoutError(f"{self!r}: no message within {timeout} s") from None
+    async def recv(self, timeout:float|None=None) -> dict:
+        "The next message from the kernel; `CommClosedError` once closed and read, `TimeoutError` after `timeout` s"
+        try: return await self.inbox.get(timeout)
+        except Empty: raise TimeoutError(f"{self!r}: no message within {timeout} s") from None
 
-@patch
-def __aiter__(self:Comm): return self
+    def __aiter__(self): return self
 
-@patch
-async def __anext__(self:Comm) -> dict:
-    try: return await self.inbox.get()
-    except CommClosedError: raise StopAsyncIteration from None
+    async def __anext__(self) -> dict:
+        try: return await self.inbox.get()
+        except CommClosedError: raise StopAsyncIteration from None
 
-# %% ../nbs/07b_comms.ipynb #a0116d74
-@patch
-def on_msg(self:Comm, handler):
-    "Call `handler(msg)` for each message from the kernel instead of queueing it (None: queue again); not an async function"
-    _plain(handler, 'handler')
-    self.handler = handler
+    def on_msg(self, handler):
+        "Call `handler(msg)` for each message from the kernel instead of queueing it (None: queue again); not an async function"
+        _plain(handler, 'handler')
+        self.handler = handler
 
-@patch
-def on_close(self:Comm, handler):
-    "Call `handler(msg)` when the comm closes: the kernel's comm_close, or None when closed here or with the client"
-    _plain(handler, 'close handler')
-    self.close_handler = handler
+    def on_close(self, handler):
+        "Call `handler(msg)` when the comm closes: the kernel's comm_close, or None when closed here or with the client"
+        _plain(handler, 'close handler')
+        self.close_handler = handler
 
-# %% ../nbs/07b_comms.ipynb #a2d67a4d
-@patch
-def _ended(self:Comm, by, msg:dict|None=None):
-    "Mark the comm closed `by` 'kernel', 'client' or the client's error factory; end its waiters"
-    if self.is_closed: return
-    self.closed_by,self.close_msg = (by if isinstance(by, str) else by()),msg
-    self.comms.comms.pop(self.comm_id, None)
-    if isinstance(by, str):
-        self.inbox.close(partial(CommClosedError, f"{self!r} was closed by the {by}"))
-        self._closed.set_result(msg)
-    else:
-        self.inbox.close(by)
-        self._closed.set_exception(by())
-        self._closed.exception()  # nobody may be waiting: don't log it as unretrieved
-    if self.close_handler is not None:
-        try: self.close_handler(msg)
-        except Exception: _log.exception("close handler %r of %r failed", self.close_handler, self)
+    def _ended(self, by, msg:dict|None=None):
+        "Mark the comm closed `by` 'kernel', 'client' or the client's error factory; end its waiters"
+        if self.is_closed: return
+        self.closed_by,self.close_msg = (by if isinstance(by, str) else by()),msg
+        self.comms.comms.pop(self.comm_id, None)
+        if isinstance(by, str):
+            self.inbox.close(partial(CommClosedError, f"{self!r} was closed by the {by}"))
+            self._closed.set_result(msg)
+        else:
+            self.inbox.close(by)
+            self._closed.set_exception(by())
+            self._closed.exception()  # nobody may be waiting: don't log it as unretrieved
+        if self.close_handler is not None:
+            try: self.close_handler(msg)
+            except Exception: _log.exception("close handler %r of %r failed", self.close_handler, self)
 
-@patch
-async def wait_closed(self:Comm, timeout:float|None=None) -> dict|None:
-    "Wait until the comm closes: the kernel's comm_close message (None if closed here); the client's exception if it ended"
-    try: return await asyncio.wait_for(asyncio.shield(self._closed), timeout)
-    except asyncio.TimeoutError: raise TimeoutError(f"{self!r} still open after {timeout} s") from None
+    async def wait_closed(self, timeout:float|None=None) -> dict|None:
+        "Wait until the comm closes: the kernel's comm_close message (None if closed here); the client's exception if it ended"
+        try: return await asyncio.wait_for(asyncio.shield(self._closed), timeout)
+        except asyncio.TimeoutError: raise TimeoutError(f"{self!r} still open after {timeout} s") from None
+
+    def send(self, data:dict|None=None, metadata:dict|None=None, buffers:list|None=None) -> str:
+        "Send `data` (a JSON-able dict) and binary `buffers` to the kernel's side; the message's msg_id"
+        if self.is_closed: raise CommClosedError(f"{self!r} was closed by the {self.closed_by}: it sends no more")
+        return self.comms.client._send_comm('comm_msg', dict(comm_id=self.comm_id, data={} if data is None else data),
+                                            metadata, buffers)
+
+    def close(self, data:dict|None=None, metadata:dict|None=None, buffers:list|None=None):
+        "Close the comm, telling the kernel's side unless it is already closed (bad arguments raise, leaving it open)"
+        if self.is_closed: return
+        self.comms.client._send_comm('comm_close', dict(comm_id=self.comm_id, data={} if data is None else data),
+                                     metadata, buffers)  # first: it checks the arguments, and may raise
+        self._ended('client')
 
 # %% ../nbs/07b_comms.ipynb #73477bea
 def _buffers(buffers) -> list:
@@ -145,22 +145,6 @@ def _send_comm(self:ConKernelClient, msg_type:str, content:dict, metadata:dict|N
     self._send('shell', msg)
     return msg['header']['msg_id']
 
-# %% ../nbs/07b_comms.ipynb #3889fedb
-@patch
-def send(self:Comm, data:dict|None=None, metadata:dict|None=None, buffers:list|None=None) -> str:
-    "Send `data` (a JSON-able dict) and binary `buffers` to the kernel's side; the message's msg_id"
-    if self.is_closed: raise CommClosedError(f"{self!r} was closed by the {self.closed_by}: it sends no more")
-    return self.comms.client._send_comm('comm_msg', dict(comm_id=self.comm_id, data={} if data is None else data),
-                                        metadata, buffers)
-
-@patch
-def close(self:Comm, data:dict|None=None, metadata:dict|None=None, buffers:list|None=None):
-    "Close the comm, telling the kernel's side unless it is already closed (bad arguments raise, leaving it open)"
-    if self.is_closed: return
-    self.comms.client._send_comm('comm_close', dict(comm_id=self.comm_id, data={} if data is None else data),
-                                 metadata, buffers)  # first: it checks the arguments, and may raise
-    self._ended('client')
-
 # %% ../nbs/07b_comms.ipynb #cef029ab
 class Comms:
     "A client's open comms by `comm_id`, and the targets that receive the comms the kernel opens"
@@ -176,69 +160,61 @@ class Comms:
     def __len__(self): return len(self.comms)
     def __repr__(self): return f"<Comms {len(self.comms)} open, targets {list(self.targets)}>"
 
+    def dispatch(self, msg:dict):
+        "Route a comm message from the kernel to its comm by `comm_id`; open comms through their target"
+        content,count = msg['content'],self.client.connection.count
+        comm_id,data = content.get('comm_id'),content.get('data', {})
+        if not isinstance(comm_id, str) or not isinstance(data, dict) or not isinstance(msg.get('metadata', {}), dict):
+            if count('comm_malformed') == 1: _log.warning("dropped a malformed %s (a comm_id that is not a string, or data "
+                                                          "that is not a dict); later ones are counted in the client's stats", msg['msg_type'])
+            return
+        if msg['msg_type'] == 'comm_open': return self._opened(msg, comm_id, content.get('target_name'))
+        comm = self.comms.get(comm_id)
+        if comm is None: count('comm_unknown')
+        elif msg['msg_type'] == 'comm_msg': comm._receive(msg)
+        else: comm._ended('kernel', msg)
+
+    def register_target(self, target_name:str, callback):
+        "Give each comm the kernel opens for `target_name` to `callback(comm, open_msg)` (a plain function), called as it arrives"
+        if callback is None: raise TypeError("callback None is not callable")
+        _plain(callback, 'target callback')
+        self.targets[target_name] = callback
+        self.front_end = True
+
+    def unregister_target(self, target_name:str):
+        "Stop accepting comms for `target_name` (later ones are closed at once); comms already open stay open"
+        self.targets.pop(target_name, None)
+
+    def _opened(self, msg:dict, comm_id:str, target_name):
+        conn = self.client.connection
+        if comm_id in self.comms: return conn.count('comm_duplicate')
+        callback = self.targets.get(target_name)
+        if callback is None:
+            if not self.front_end: return conn.count('comm_open_ignored')  # another client may show it
+            conn.count('comm_unknown_target')
+            if conn.closed is None:  # the spec: close it at once, so that both sides agree
+                self.client._send_comm('comm_close', dict(comm_id=comm_id, data={}), None, None)
+            return
+        comm = self.comms[comm_id] = Comm(self, comm_id, target_name)
+        try: callback(comm, msg)
+        except Exception:
+            _log.exception("target %r failed to take %r: closing it", target_name, comm)
+            if conn.closed is None: comm.close()
+            else: comm._ended('client')
+
+    def client_ended(self, error):
+        "The client closed (`error` makes its exception) or reopened (None): end every comm, or only fail its waiters while the kernel is unresponsive"
+        unresponsive = self.client.connection.unresponsive
+        for comm in list(self.comms.values()):
+            if error is None: comm.inbox.close(None)
+            elif unresponsive: comm.inbox.close(error)  # the kernel may answer again
+            else: comm._ended(error)
+
 @patch(as_prop=True)
 def comms(self:ConKernelClient) -> Comms:
     "This client's comms (made on first use: until then comm messages only reach the iopub queue, as in jupyter_client)"
     if (c := self.__dict__.get('_comms')) is None: c = self.__dict__['_comms'] = Comms(self)
     return c
-
-# %% ../nbs/07b_comms.ipynb #7f7330a7
-@patch
-def dispatch(self:Comms, msg:dict):
-    "Route a comm message from the kernel to its comm by `comm_id`; open comms through their target"
-    content,count = msg['content'],self.client.connection.count
-    comm_id,data = content.get('comm_id'),content.get('data', {})
-    if not isinstance(comm_id, str) or not isinstance(data, dict) or not isinstance(msg.get('metadata', {}), dict):
-        if count('comm_malformed') == 1: _log.warning("dropped a malformed %s (a comm_id that is not a string, or data "
-                                                      "that is not a dict); later ones are counted in the client's stats", msg['msg_type'])
-        return
-    if msg['msg_type'] == 'comm_open': return self._opened(msg, comm_id, content.get('target_name'))
-    comm = self.comms.get(comm_id)
-    if comm is None: count('comm_unknown')
-    elif msg['msg_type'] == 'comm_msg': comm._receive(msg)
-    else: comm._ended('kernel', msg)
-
-# %% ../nbs/07b_comms.ipynb #b076d672
-@patch
-def register_target(self:Comms, target_name:str, callback):
-    "Give each comm the kernel opens for `target_name` to `callback(comm, open_msg)` (a plain function), called as it arrives"
-    if callback is None: raise TypeError("callback None is not callable")
-    _plain(callback, 'target callback')
-    self.targets[target_name] = callback
-    self.front_end = True
-
-@patch
-def unregister_target(self:Comms, target_name:str):
-    "Stop accepting comms for `target_name` (later ones are closed at once); comms already open stay open"
-    self.targets.pop(target_name, None)
-
-@patch
-def _opened(self:Comms, msg:dict, comm_id:str, target_name):
-    conn = self.client.connection
-    if comm_id in self.comms: return conn.count('comm_duplicate')
-    callback = self.targets.get(target_name)
-    if callback is None:
-        if not self.front_end: return conn.count('comm_open_ignored')  # another client may show it
-        conn.count('comm_unknown_target')
-        if conn.closed is None:  # the spec: close it at once, so that both sides agree
-            self.client._send_comm('comm_close', dict(comm_id=comm_id, data={}), None, None)
-        return
-    comm = self.comms[comm_id] = Comm(self, comm_id, target_name)
-    try: callback(comm, msg)
-    except Exception:
-        _log.exception("target %r failed to take %r: closing it", target_name, comm)
-        if conn.closed is None: comm.close()
-        else: comm._ended('client')
-
-# %% ../nbs/07b_comms.ipynb #1b292204
-@patch
-def client_ended(self:Comms, error):
-    "The client closed (`error` makes its exception) or reopened (None): end every comm, or only fail its waiters while the kernel is unresponsive"
-    unresponsive = self.client.connection.unresponsive
-    for comm in list(self.comms.values()):
-        if error is None: comm.inbox.close(None)
-        elif unresponsive: comm.inbox.close(error)  # the kernel may answer again
-        else: comm._ended(error)
 
 # %% ../nbs/07b_comms.ipynb #589a17cc
 @patch

@@ -35,6 +35,175 @@ class Debugger:
 
     def __repr__(self): return f"<Debugger {'started' if self.started else 'idle'}, {len(self.stopped)} threads stopped>"
 
+    async def request(self, command:str, arguments:dict|None=None, timeout=USE_DEFAULT) -> dict:
+        "Send the DAP request `command`; its response, or `DebuggerError` if it failed"
+        self.seq += 1
+        content = dict(seq=self.seq, type='request', command=command, arguments={} if arguments is None else arguments)
+        reply = await self.client.control_request('debug_request', timeout=self.timeout if timeout is USE_DEFAULT else timeout,
+                                                  **content)
+        response = reply['content']
+        if not response: raise DebuggerError(f"{command}: the kernel gave no response (is the debugger started?)", response)
+        if not response.get('success', False):
+            error = (response.get('body') or {}).get('error')  # DAP's structured message, when there is no `message`
+            why = response.get('message') or (error.get('format') if isinstance(error, dict) else None) or 'no reason given'
+            raise DebuggerError(f"{command} failed: {why}", response)
+        return response
+
+    def _event(self, msg:dict):
+        "A debug_event from iopub: to the first waiter for its name, else kept"
+        event = msg['content']
+        if not isinstance(event, dict) or not isinstance(name := event.get('event'), str):
+            self.client.connection.count('debug_malformed')
+            return
+        body = event.get('body') if isinstance(event.get('body'), dict) else {}
+        if name == 'stopped': self.stopped[body.get('threadId')] = event
+        elif name == 'continued':
+            if body.get('allThreadsContinued', True): self.stopped.clear()
+            else: self.stopped.pop(body.get('threadId'), None)
+        for waiter in self.waiters:
+            if waiter[0] == name and not waiter[1].done():
+                self.waiters.remove(waiter)
+                return waiter[1].set_result(event)
+        self.events.append(event)
+        if len(self.events) > self.max_events:
+            self.events.popleft()
+            self.dropped += 1
+
+    async def wait_event(self, name:str, timeout=USE_DEFAULT) -> dict:
+        "The oldest unread event called `name` (e.g. 'stopped'), waiting for it; `TimeoutError` after `timeout` s"
+        for event in self.events:
+            if event['event'] == name:
+                self.events.remove(event)
+                return event
+        self.client.connection.check_open()
+        if not self.started: raise RuntimeError(f"{self!r} is not started: start it (or use it in `async with`) first")
+        waiter = (name, asyncio.get_running_loop().create_future())
+        self.waiters.append(waiter)
+        timeout = self.timeout if timeout is USE_DEFAULT else timeout
+        try: return await asyncio.wait_for(waiter[1], timeout)
+        except asyncio.TimeoutError: raise TimeoutError(f"no {name!r} debug event within {timeout} s") from None
+        finally:
+            if waiter in self.waiters: self.waiters.remove(waiter)
+
+    def _client_ended(self, error):
+        "The client closed: fail every event waiter, each with its own `error()`; the session ends unless the kernel may answer again"
+        if error is None: return
+        for name,fut in self.waiters:
+            if not fut.done(): fut.set_exception(error())
+        self.waiters.clear()
+        if self.started and not self.client.connection.unresponsive:  # a dead or restarted kernel's debugger is gone
+            self.started = False
+            self.stopped.clear()
+            self._unwatch()
+
+    async def start(self, **arguments) -> dict:
+        "Watch debug events, then `debugInfo`, `initialize` and `attach`; the debugger's capabilities"
+        kc = self.client
+        if self.started: return self.capabilities
+        if getattr(kc, 'kernel_info_reply', None) is None: kc.kernel_info_reply = await kc.kernel_info(reply=True, timeout=self.timeout)
+        kc.debugger()  # raises NoDebuggerError for a kernel without one
+        if kc.connection.watching('debug_event'): raise RuntimeError("another debugging session is open on this client: stop it first")
+        kc.connection.watch(('debug_event',), self._event)
+        kc.connection.subscribe(self._client_ended)
+        try:
+            self.info = (await self.request('debugInfo'))['body']
+            self.capabilities = (await self.request('initialize', dict(
+                clientID='conkernel', clientName='conkernel', adapterID='python', pathFormat='path', linesStartAt1=True,
+                columnsStartAt1=True, supportsVariableType=True, supportsVariablePaging=True, **arguments))).get('body', {})
+            await self.request('attach')
+        except BaseException:
+            self._unwatch()
+            raise
+        self.started = True
+        return self.capabilities
+
+    def _unwatch(self):
+        kc = self.client
+        kc.connection.unwatch(('debug_event',), self._event)
+        kc.connection.unsubscribe(self._client_ended)
+        self._client_ended(partial(RuntimeError, "the debugging session was stopped"))
+
+    async def stop(self):
+        "Clear the session's breakpoints, let every stopped thread run on, then `disconnect`: the kernel runs code as before"
+        if not self.started: return
+        try:
+            if self.client.connection.closed is None:  # (a dead kernel has no debugger to tell)
+                for path in list(self.breakpoints):  # first: a thread let run on must not stop again before the disconnect
+                    try: await self.set_breakpoints(path, [])
+                    except DebuggerError as e: _log.warning("%r: %s", self, e)
+                while self.stopped:  # each continue_ takes at least its thread out of `stopped`
+                    try: await self.continue_()
+                    except DebuggerError as e: _log.warning("%r: %s", self, e)  # disconnecting lets it run on too
+                await self.request('disconnect', dict(restart=False, terminateDebuggee=False))
+        finally:
+            self.started = False
+            self.stopped.clear()
+            self.breakpoints.clear()
+            self._unwatch()
+
+    async def __aenter__(self):
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        try: await self.stop()
+        except Exception as e:
+            if exc[0] is None: raise
+            _log.warning("could not stop %r: %s", self, e)
+
+    async def dump_cell(self, code:str) -> str:
+        "Write `code` where the kernel will say it runs from; the source path breakpoints in it are set on"
+        return (await self.request('dumpCell', dict(code=code)))['body']['sourcePath']
+
+    async def set_breakpoints(self, path:str, lines:list) -> list:
+        "Set breakpoints on `lines` (1-based) of source `path`, replacing its others; the breakpoints as set"
+        args = dict(source=dict(path=path), breakpoints=[dict(line=l) for l in lines], sourceModified=False)
+        if lines: self.breakpoints[path] = list(lines)  # before sending: `stop` clears it even if this is cancelled
+        response = await self.request('setBreakpoints', args)
+        if not lines: self.breakpoints.pop(path, None)
+        return response['body']['breakpoints']
+
+    async def break_in(self, code:str, lines:list) -> str:
+        "Set breakpoints on `lines` of cell `code` (then execute exactly `code`), and tell the debugger it is configured"
+        path = await self.dump_cell(code)
+        await self.set_breakpoints(path, lines)
+        await self.request('configurationDone')
+        return path
+
+    async def stack_trace(self, thread_id:int) -> list:
+        "The frames of stopped thread `thread_id`, innermost first"
+        return (await self.request('stackTrace', dict(threadId=thread_id)))['body']['stackFrames']
+
+    async def scopes(self, frame_id:int) -> list:
+        "The scopes (Locals, Globals) of frame `frame_id`"
+        return (await self.request('scopes', dict(frameId=frame_id)))['body']['scopes']
+
+    async def variables(self, reference:int) -> list:
+        "The variables of a scope or structured value, by its `variablesReference`"
+        return (await self.request('variables', dict(variablesReference=reference)))['body']['variables']
+
+    async def continue_(self, thread_id:int|None=None) -> dict:
+        "Let stopped thread `thread_id` (default: the one stopped first) run on; refused at once if it is not stopped"
+        if thread_id is None: thread_id = next(iter(self.stopped), None)
+        if thread_id not in self.stopped:  # ipykernel 7.4 would never answer, and its debugger would answer nothing more
+            raise DebuggerError(f"continue: {'no thread' if thread_id is None else f'thread {thread_id}'} is stopped")
+        before = dict(self.stopped)
+        del self.stopped[thread_id]  # at once: a second continue_ is refused, and a cancelled one leaves it running
+        response = await self.request('continue', dict(threadId=thread_id))
+        if (response.get('body') or {}).get('allThreadsContinued', True):  # no 'continued' event comes
+            for tid,event in before.items():  # (a thread that stopped again since then stays stopped)
+                if self.stopped.get(tid) is event: del self.stopped[tid]
+        return response
+
+    async def locals(self, thread_id:int|None=None) -> dict:
+        "The local variables of the innermost frame of stopped thread `thread_id` (default: the first stopped): name -> repr"
+        if thread_id is None:
+            if not self.stopped: raise DebuggerError("locals: no thread is stopped")
+            thread_id = next(iter(self.stopped))
+        frame = (await self.stack_trace(thread_id))[0]
+        scope = next(s for s in await self.scopes(frame['id']) if s['name'] == 'Locals')
+        return {v['name']: v['value'] for v in await self.variables(scope['variablesReference'])}
+
 # %% ../nbs/07c_debugger.ipynb #64cbeeee
 @patch
 def debugger(self:ConKernelClient, timeout:float=30) -> Debugger:
@@ -49,196 +218,3 @@ def debugger(self:ConKernelClient, timeout:float=30) -> Debugger:
         raise NoDebuggerError(f"kernel {info.get('implementation')} {info.get('implementation_version')} has no debugger: its "
                               "kernel_info lists no 'debugger' in supported_features (nor says debugger: true)")
     return Debugger(self, timeout)
-
-# %% ../nbs/07c_debugger.ipynb #41003a25
-@patch
-async def request(self:Debugger, command:str, arguments:dict|None=None, timeout=USE_DEFAULT) -> dict:
-    "Send the DAP request `command`; its response, or `DebuggerError` if it failed"
-    self.seq += 1
-    content = dict(seq=self.seq, type='request', command=command, arguments={} if arguments is None else arguments)
-    reply = await self.client.control_request('debug_request', timeout=self.timeout if timeout is USE_DEFAULT else timeout,
-                                              **content)
-    response = reply['content']
-    if not response: raise DebuggerError(f"{command}: the kernel gave no response (is the debugger started?)", response)
-    if not response.get('success', False):
-        error = (response.get('body') or {}).get('error')  # DAP's structured message, when there is no `message`
-        why = response.get('message') or (error.get('format') if isinstance(error, dict) else None) or 'no reason given'
-        raise DebuggerError(f"{command} failed: {why}", response)
-    return response
-
-# %% ../nbs/07c_debugger.ipynb #4b6ee11e
-@patch
-def _event(self:Debugger, msg:dict):
-    "A debug_event from iopub: to the first waiter for its name, else kept"
-    event = msg['content']
-    if not isinstance(event, dict) or not isinstance(name := event.get('event'), str):
-        self.client.connection.count('debug_malformed')
-        return
-    body = event.get('body') if isinstance(event.get('body'), dict) else {}
-    if name == 'stopped': self.stopped[body.get('threadId')] = event
-    elif name == 'continued':
-        if body.get('allThreadsContinued', True): self.stopped.clear()
-        else: self.stopped.pop(body.get('threadId'), None)
-    for waiter in self.waiters:
-        if waiter[0] == name and not waiter[1].done():
-            self.waiters.remove(waiter)
-            return waiter[1].set_result(event)
-    self.events.append(event)
-    if len(self.events) > self.max_events:
-        self.events.popleft()
-        self.dropped += 1
-
-@patch
-async def wait_event(self:Debugger, name:str, timeout=USE_DEFAULT) -> dict:
-    "The oldest unread event called `name` (e.g. 'stopped'), waiting for it; `TimeoutError` after `timeout` s"
-    for event in self.events:
-        if event['event'] == name:
-            self.events.remove(event)
-            return event
-    self.client.connection.check_open()
-    if not self.started: raise RuntimeError(f"{self!r} is not started: start it (or use it in `async with`) first")
-    waiter = (name, asyncio.get_running_loop().create_future())
-    self.waiters.append(waiter)
-    timeout = self.timeout if timeout is USE_DEFAULT else timeout
-    try: return await asyncio.wait_for(waiter[1], timeout)
-    except asyncio.TimeoutError: raise TimeoutError(f"no {name!r} debug event within {timeout} s") from None
-    finally:
-        if waiter in self.waiters: self.waiters.remove(waiter)
-
-@patch
-def _client_ended(self:Debugger, error):
-    "The client closed: fail every event waiter, each with its own `error()`; the session ends unless the kernel may answer again"
-    if error is None: return
-    for name,fut in self.waiters:
-        if not fut.done(): fut.set_exception(error())
-    self.waiters.clear()
-    if self.started and not self.client.connection.unresponsive:  # a dead or restarted kernel's debugger is gone
-        self.started = False
-        self.stopped.clear()
-        self._unwatch()
-
-# %% ../nbs/07c_debugger.ipynb #12482304
-@patch
-async def start(self:Debugger, **arguments) -> dict:
-    "Watch debug events, then `debugInfo`, `initialize` and `attach`; the debugger's capabilities"
-    kc = self.client
-    if self.started: return self.capabilities
-    if getattr(kc, 'kernel_info_reply', None) is None: kc.kernel_info_reply = await kc.kernel_info(reply=True, timeout=self.timeout)
-    kc.debugger()  # raises NoDebuggerError for a kernel without one
-    if kc.connection.watching('debug_event'): raise RuntimeError("another debugging session is open on this client: stop it first")
-    kc.connection.watch(('debug_event',), self._event)
-    kc.connection.subscribe(self._client_ended)
-    try:
-        self.info = (await self.request('debugInfo'))['body']
-        self.capabilities = (await self.request('initialize', dict(
-            clientID='conkernel', clientName='conkernel', adapterID='python', pathFormat='path', linesStartAt1=True,
-            columnsStartAt1=True, supportsVariableType=True, supportsVariablePaging=True, **arguments))).get('body', {})
-        await self.request('attach')
-    except BaseException:
-        self._unwatch()
-        raise
-    self.started = True
-    return self.capabilities
-
-@patch
-def _unwatch(self:Debugger):
-    kc = self.client
-    kc.connection.unwatch(('debug_event',), self._event)
-    kc.connection.unsubscribe(self._client_ended)
-    self._client_ended(partial(RuntimeError, "the debugging session was stopped"))
-
-# %% ../nbs/07c_debugger.ipynb #cf63f1b0
-@patch
-async def stop(self:Debugger):
-    "Clear the session's breakpoints, let every stopped thread run on, then `disconnect`: the kernel runs code as before"
-    if not self.started: return
-    try:
-        if self.client.connection.closed is None:  # (a dead kernel has no debugger to tell)
-            for path in list(self.breakpoints):  # first: a thread let run on must not stop again before the disconnect
-                try: await self.set_breakpoints(path, [])
-                except DebuggerError as e: _log.warning("%r: %s", self, e)
-            while self.stopped:  # each continue_ takes at least its thread out of `stopped`
-                try: await self.continue_()
-                except DebuggerError as e: _log.warning("%r: %s", self, e)  # disconnecting lets it run on too
-            await self.request('disconnect', dict(restart=False, terminateDebuggee=False))
-    finally:
-        self.started = False
-        self.stopped.clear()
-        self.breakpoints.clear()
-        self._unwatch()
-
-@patch
-async def __aenter__(self:Debugger):
-    await self.start()
-    return self
-
-@patch
-async def __aexit__(self:Debugger, *exc):
-    try: await self.stop()
-    except Exception as e:
-        if exc[0] is None: raise
-        _log.warning("could not stop %r: %s", self, e)
-
-# %% ../nbs/07c_debugger.ipynb #5cfd3310
-@patch
-async def dump_cell(self:Debugger, code:str) -> str:
-    "Write `code` where the kernel will say it runs from; the source path breakpoints in it are set on"
-    return (await self.request('dumpCell', dict(code=code)))['body']['sourcePath']
-
-@patch
-async def set_breakpoints(self:Debugger, path:str, lines:list) -> list:
-    "Set breakpoints on `lines` (1-based) of source `path`, replacing its others; the breakpoints as set"
-    args = dict(source=dict(path=path), breakpoints=[dict(line=l) for l in lines], sourceModified=False)
-    if lines: self.breakpoints[path] = list(lines)  # before sending: `stop` clears it even if this is cancelled
-    response = await self.request('setBreakpoints', args)
-    if not lines: self.breakpoints.pop(path, None)
-    return response['body']['breakpoints']
-
-@patch
-async def break_in(self:Debugger, code:str, lines:list) -> str:
-    "Set breakpoints on `lines` of cell `code` (then execute exactly `code`), and tell the debugger it is configured"
-    path = await self.dump_cell(code)
-    await self.set_breakpoints(path, lines)
-    await self.request('configurationDone')
-    return path
-
-# %% ../nbs/07c_debugger.ipynb #ffc75099
-@patch
-async def stack_trace(self:Debugger, thread_id:int) -> list:
-    "The frames of stopped thread `thread_id`, innermost first"
-    return (await self.request('stackTrace', dict(threadId=thread_id)))['body']['stackFrames']
-
-@patch
-async def scopes(self:Debugger, frame_id:int) -> list:
-    "The scopes (Locals, Globals) of frame `frame_id`"
-    return (await self.request('scopes', dict(frameId=frame_id)))['body']['scopes']
-
-@patch
-async def variables(self:Debugger, reference:int) -> list:
-    "The variables of a scope or structured value, by its `variablesReference`"
-    return (await self.request('variables', dict(variablesReference=reference)))['body']['variables']
-
-@patch
-async def continue_(self:Debugger, thread_id:int|None=None) -> dict:
-    "Let stopped thread `thread_id` (default: the one stopped first) run on; refused at once if it is not stopped"
-    if thread_id is None: thread_id = next(iter(self.stopped), None)
-    if thread_id not in self.stopped:  # ipykernel 7.4 would never answer, and its debugger would answer nothing more
-        raise DebuggerError(f"continue: {'no thread' if thread_id is None else f'thread {thread_id}'} is stopped")
-    before = dict(self.stopped)
-    del self.stopped[thread_id]  # at once: a second continue_ is refused, and a cancelled one leaves it running
-    response = await self.request('continue', dict(threadId=thread_id))
-    if (response.get('body') or {}).get('allThreadsContinued', True):  # no 'continued' event comes
-        for tid,event in before.items():  # (a thread that stopped again since then stays stopped)
-            if self.stopped.get(tid) is event: del self.stopped[tid]
-    return response
-
-# %% ../nbs/07c_debugger.ipynb #869b7112
-@patch
-async def locals(self:Debugger, thread_id:int|None=None) -> dict:
-    "The local variables of the innermost frame of stopped thread `thread_id` (default: the first stopped): name -> repr"
-    if thread_id is None:
-        if not self.stopped: raise DebuggerError("locals: no thread is stopped")
-        thread_id = next(iter(self.stopped))
-    frame = (await self.stack_trace(thread_id))[0]
-    scope = next(s for s in await self.scopes(frame['id']) if s['name'] == 'Locals')
-    return {v['name']: v['value'] for v in await self.variables(scope['variablesReference'])}

@@ -10,7 +10,6 @@ import asyncio, json, os, re, ssl, uuid
 from contextlib import asynccontextmanager
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from fastcore.utils import patch
 from traitlets import Any, CaselessStrEnum, Dict, Float, Integer, Type, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
@@ -92,119 +91,102 @@ class RestKernelManager(LoggingConfigurable, RemoteKernelOwner):
 
     def __repr__(self): return f"<{type(self).__name__} {self.url} kernel={self.kernel_id}>"
 
-# %% ../nbs/10_gateway.ipynb #29134734
-@patch
-def _ssl_context(self:RestKernelManager) -> ssl.SSLContext|None:
-    "The TLS context for an https:// URL (None for http://)"
-    if not self.url.startswith('https:'): return None
-    if self._ssl is None:
-        v = self.verify
-        if isinstance(v, ssl.SSLContext): self._ssl = v
-        elif v is False:
-            self._ssl = ssl.create_default_context()
-            self._ssl.check_hostname, self._ssl.verify_mode = False, ssl.CERT_NONE
-        else: self._ssl = ssl.create_default_context(cafile=v if isinstance(v, str) else None)
-    return self._ssl
+    def _ssl_context(self) -> ssl.SSLContext|None:
+        "The TLS context for an https:// URL (None for http://)"
+        if not self.url.startswith('https:'): return None
+        if self._ssl is None:
+            v = self.verify
+            if isinstance(v, ssl.SSLContext): self._ssl = v
+            elif v is False:
+                self._ssl = ssl.create_default_context()
+                self._ssl.check_hostname, self._ssl.verify_mode = False, ssl.CERT_NONE
+            else: self._ssl = ssl.create_default_context(cafile=v if isinstance(v, str) else None)
+        return self._ssl
 
-@patch
-def _headers(self:RestKernelManager) -> dict:
-    return {**self.headers, **({'Authorization': f'token {self.token}'} if self.token else {})}
+    def _headers(self) -> dict:
+        return {**self.headers, **({'Authorization': f'token {self.token}'} if self.token else {})}
 
-@patch
-async def _api(self:RestKernelManager, method:str, path:str, what:str, ok=(200,), **kwargs):
-    "The response to a REST request, `GatewayError` for a refusal, `ConnectionError` when the server is unreachable"
-    httpx, _ = _deps()
-    if not self.url: raise ValueError("no server URL: pass url=... or set $JUPYTER_GATEWAY_URL")
-    if self._http is None:
-        self._http = httpx.AsyncClient(base_url=self.url.rstrip('/'), headers=self._headers(),
-                                       verify=self._ssl_context() or True, timeout=self.request_timeout)
-    try: r = await self._http.request(method, path, **kwargs)
-    except httpx.TransportError as e: raise ConnectionError(f"{what}: cannot reach {self.url}: {e!r}") from e
-    if r.status_code not in ok: raise _http_error(r.status_code, what, r.text)
-    return r
+    async def _api(self, method:str, path:str, what:str, ok=(200,), **kwargs):
+        "The response to a REST request, `GatewayError` for a refusal, `ConnectionError` when the server is unreachable"
+        httpx, _ = _deps()
+        if not self.url: raise ValueError("no server URL: pass url=... or set $JUPYTER_GATEWAY_URL")
+        if self._http is None:
+            self._http = httpx.AsyncClient(base_url=self.url.rstrip('/'), headers=self._headers(),
+                                           verify=self._ssl_context() or True, timeout=self.request_timeout)
+        try: r = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as e: raise ConnectionError(f"{what}: cannot reach {self.url}: {e!r}") from e
+        if r.status_code not in ok: raise _http_error(r.status_code, what, r.text)
+        return r
 
-@patch
-async def aclose(self:RestKernelManager):
-    "Close the HTTP connection pool (the kernel is left as it is)"
-    if self._http is not None: await self._http.aclose()
-    self._http = None
+    async def aclose(self):
+        "Close the HTTP connection pool (the kernel is left as it is)"
+        if self._http is not None: await self._http.aclose()
+        self._http = None
 
-# %% ../nbs/10_gateway.ipynb #a9561f27
-@patch
-def _kernel_path(self:RestKernelManager, suffix:str='') -> str:
-    if self.kernel_id is None: raise RuntimeError("no kernel: call start_kernel() first, or pass kernel_id=...")
-    return f"/api/kernels/{quote(self.kernel_id, safe='')}{suffix}"
+    def _kernel_path(self, suffix:str='') -> str:
+        if self.kernel_id is None: raise RuntimeError("no kernel: call start_kernel() first, or pass kernel_id=...")
+        return f"/api/kernels/{quote(self.kernel_id, safe='')}{suffix}"
 
-@patch
-async def start_kernel(self:RestKernelManager, **kwargs): # more of the request's body, e.g. env={...}
-    "Start a `kernel_name` kernel on the server, or check that kernel `kernel_id` runs there"
-    if self.kernel_id is not None:
-        return await self._api('GET', self._kernel_path(), f"kernel {self.kernel_id} on {self.url}")
-    body = {'name': self.kernel_name, **({'env': dict(self.env)} if self.env else {}), **kwargs}
-    r = await self._api('POST', '/api/kernels', f"starting a {self.kernel_name!r} kernel on {self.url}", ok=(200, 201),
-                        json=body)
-    self.kernel_id = r.json()['id']
+    async def start_kernel(self, **kwargs): # more of the request's body, e.g. env={...}
+        "Start a `kernel_name` kernel on the server, or check that kernel `kernel_id` runs there"
+        if self.kernel_id is not None:
+            return await self._api('GET', self._kernel_path(), f"kernel {self.kernel_id} on {self.url}")
+        body = {'name': self.kernel_name, **({'env': dict(self.env)} if self.env else {}), **kwargs}
+        r = await self._api('POST', '/api/kernels', f"starting a {self.kernel_name!r} kernel on {self.url}", ok=(200, 201),
+                            json=body)
+        self.kernel_id = r.json()['id']
 
-@patch
-async def list_kernelspecs(self:RestKernelManager) -> dict:
-    "The server's kernelspecs: `{'default': name, 'kernelspecs': {name: ...}}`"
-    return (await self._api('GET', '/api/kernelspecs', f"kernelspecs on {self.url}")).json()
+    async def list_kernelspecs(self) -> dict:
+        "The server's kernelspecs: `{'default': name, 'kernelspecs': {name: ...}}`"
+        return (await self._api('GET', '/api/kernelspecs', f"kernelspecs on {self.url}")).json()
 
-@patch
-async def is_alive(self:RestKernelManager) -> bool:
-    "Does the server still have the kernel?"
-    if self.kernel_id is None: return False
-    r = await self._api('GET', self._kernel_path(), f"kernel {self.kernel_id}", ok=(200, 404))
-    return r.status_code == 200 and r.json().get('execution_state') != 'dead'
+    async def is_alive(self) -> bool:
+        "Does the server still have the kernel?"
+        if self.kernel_id is None: return False
+        r = await self._api('GET', self._kernel_path(), f"kernel {self.kernel_id}", ok=(200, 404))
+        return r.status_code == 200 and r.json().get('execution_state') != 'dead'
 
-@patch
-async def interrupt_kernel(self:RestKernelManager):
-    "Interrupt the kernel (the server signals it, or sends an interrupt_request)"
-    await self._api('POST', self._kernel_path('/interrupt'), f"interrupting kernel {self.kernel_id}", ok=(200, 204))
+    async def interrupt_kernel(self):
+        "Interrupt the kernel (the server signals it, or sends an interrupt_request)"
+        await self._api('POST', self._kernel_path('/interrupt'), f"interrupting kernel {self.kernel_id}", ok=(200, 204))
 
-# %% ../nbs/10_gateway.ipynb #e6d68003
-@patch
-async def shutdown_kernel(self:RestKernelManager, now:bool=False, restart:bool=False):
-    "Shut the remote kernel down"
-    await self._api('DELETE', self._kernel_path(), f"shutting down kernel {self.kernel_id}", ok=(200, 204, 404))
-    self.kernel_id = None
+    async def shutdown_kernel(self, now:bool=False, restart:bool=False):
+        "Shut the remote kernel down"
+        await self._api('DELETE', self._kernel_path(), f"shutting down kernel {self.kernel_id}", ok=(200, 204, 404))
+        self.kernel_id = None
 
-@patch
-async def restart_kernel(self:RestKernelManager, now:bool=False, **kwargs):
-    "Restart the remote kernel"
-    await self._api('POST', self._kernel_path('/restart'), f"restarting kernel {self.kernel_id}")
+    async def restart_kernel(self, now:bool=False, **kwargs):
+        "Restart the remote kernel"
+        await self._api('POST', self._kernel_path('/restart'), f"restarting kernel {self.kernel_id}")
+
+    def _ws_url(self, session_id:str) -> str:
+        u = urlsplit(self.url.rstrip('/'))
+        scheme = {'http': 'ws', 'https': 'wss'}.get(u.scheme, u.scheme)
+        return urlunsplit((scheme, u.netloc, u.path + self._kernel_path('/channels'), f"session_id={quote(session_id)}", ''))
+
+    async def open_websocket(self,
+                             session_id:str,            # the client's session id
+                             timeout:float|None=None):  # seconds the opening may take (default: `request_timeout`)
+        "An open websocket to the kernel's channels (frame sizes unlimited: the transport refuses oversized messages one by one)"
+        _, websockets = _deps()
+        offer = None if self.ws_protocol == 'json' else [V1]
+        what = f"kernel {self.kernel_id}'s websocket on {self.url}"
+        try:
+            ws = await websockets.asyncio.client.connect(
+                self._ws_url(session_id), subprotocols=offer, additional_headers=self._headers(),
+                ssl=self._ssl_context(), max_size=None, compression=None, open_timeout=timeout or self.request_timeout,
+                close_timeout=2, max_queue=256)
+        except websockets.exceptions.InvalidStatus as e: raise _http_error(e.response.status_code, what) from None
+        except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidHandshake) as e:
+            raise ConnectionError(f"{what}: {e!r}") from e
+        if self.ws_protocol == 'v1' and ws.subprotocol != V1:
+            await ws.close()
+            raise GatewayError(f"{what}: the server does not offer the {V1} framing")
+        return ws
 
 # %% ../nbs/10_gateway.ipynb #c2e6ab60
 class ConGatewayKernelManager(ClientsMixin, RestKernelManager):
     "A remote kernel's manager, whose clients are told when the kernel is shut down or restarted"
-
-# %% ../nbs/10_gateway.ipynb #5072581f
-@patch
-def _ws_url(self:RestKernelManager, session_id:str) -> str:
-    u = urlsplit(self.url.rstrip('/'))
-    scheme = {'http': 'ws', 'https': 'wss'}.get(u.scheme, u.scheme)
-    return urlunsplit((scheme, u.netloc, u.path + self._kernel_path('/channels'), f"session_id={quote(session_id)}", ''))
-
-@patch
-async def open_websocket(self:RestKernelManager,
-                         session_id:str,            # the client's session id
-                         timeout:float|None=None):  # seconds the opening may take (default: `request_timeout`)
-    "An open websocket to the kernel's channels (frame sizes unlimited: the transport refuses oversized messages one by one)"
-    _, websockets = _deps()
-    offer = None if self.ws_protocol == 'json' else [V1]
-    what = f"kernel {self.kernel_id}'s websocket on {self.url}"
-    try:
-        ws = await websockets.asyncio.client.connect(
-            self._ws_url(session_id), subprotocols=offer, additional_headers=self._headers(),
-            ssl=self._ssl_context(), max_size=None, compression=None, open_timeout=timeout or self.request_timeout,
-            close_timeout=2, max_queue=256)
-    except websockets.exceptions.InvalidStatus as e: raise _http_error(e.response.status_code, what) from None
-    except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidHandshake) as e:
-        raise ConnectionError(f"{what}: {e!r}") from e
-    if self.ws_protocol == 'v1' and ws.subprotocol != V1:
-        await ws.close()
-        raise GatewayError(f"{what}: the server does not offer the {V1} framing")
-    return ws
 
 # %% ../nbs/10_gateway.ipynb #251c1628
 @asynccontextmanager

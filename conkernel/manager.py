@@ -10,7 +10,6 @@ import asyncio, logging, os, weakref
 from contextlib import asynccontextmanager
 
 import zmq
-from fastcore.utils import patch
 from jupyter_client import AsyncKernelManager
 from jupyter_client.connect import port_names
 from jupyter_client.kernelspec import KernelSpec, NoSuchKernel
@@ -43,30 +42,26 @@ class ClientsMixin(LoggingConfigurable, KernelOwner):
         "Fail every waiter of every client, each with its own `kind(why)` (a `DeadKernelError`)"
         for kc in list(self.clients): kc.connection.lost(kind, why)
 
-# %% ../nbs/08_manager.ipynb #44f3f620
-@patch
-async def shutdown_kernel(self:ClientsMixin, now:bool=False, restart:bool=False):
-    "Shut the kernel down; requests still waiting fail with `DeadKernelError`"
-    self._kernel_going(DeadKernelError, "the kernel was shut down")
-    await super(ClientsMixin, self).shutdown_kernel(now=now, restart=restart)
+    async def shutdown_kernel(self, now:bool=False, restart:bool=False):
+        "Shut the kernel down; requests still waiting fail with `DeadKernelError`"
+        self._kernel_going(DeadKernelError, "the kernel was shut down")
+        await super().shutdown_kernel(now=now, restart=restart)
 
-@patch
-async def restart_kernel(self:ClientsMixin,
-                         now:bool=False, # kill the kernel instead of asking it to shut down
-                         **kw):          # passed on (a local kernel's `newports=True`)
-    "Restart the kernel: waiting requests fail with `KernelRestartedError`; clients are ready afterwards (or logged)"
-    self._kernel_going(KernelRestartedError, "the kernel was restarted")
-    await super(ClientsMixin, self).restart_kernel(now=now, **kw)
-    closed = [kc for kc in self.clients if isinstance(kc.connection.closed, DeadKernelError) and kc.channels_running]
-    errors = await asyncio.gather(*map(self._reconnect_client, closed), return_exceptions=True)
-    for e in errors:  # the kernel restarted all the same (the restarter counts restarts only when this returns)
-        if e is not None and not isinstance(e, ChannelsStoppedError):  # stopped meanwhile by its owner: left so
-            _log.warning("a client could not reconnect to the restarted kernel: %r", e)
+    async def restart_kernel(self,
+                             now:bool=False, # kill the kernel instead of asking it to shut down
+                             **kw):          # passed on (a local kernel's `newports=True`)
+        "Restart the kernel: waiting requests fail with `KernelRestartedError`; clients are ready afterwards (or logged)"
+        self._kernel_going(KernelRestartedError, "the kernel was restarted")
+        await super().restart_kernel(now=now, **kw)
+        closed = [kc for kc in self.clients if isinstance(kc.connection.closed, DeadKernelError) and kc.channels_running]
+        errors = await asyncio.gather(*map(self._reconnect_client, closed), return_exceptions=True)
+        for e in errors:  # the kernel restarted all the same (the restarter counts restarts only when this returns)
+            if e is not None and not isinstance(e, ChannelsStoppedError):  # stopped meanwhile by its owner: left so
+                _log.warning("a client could not reconnect to the restarted kernel: %r", e)
 
-@patch
-async def _reconnect_client(self:ClientsMixin, kc:ConKernelClient):
-    "Reconnect `kc` to the restarted kernel"
-    await kc.reconnect()  # fresh sockets: a request queued for the dead kernel must not reach the new one
+    async def _reconnect_client(self, kc:ConKernelClient):
+        "Reconnect `kc` to the restarted kernel"
+        await kc.reconnect()  # fresh sockets: a request queued for the dead kernel must not reach the new one
 
 # %% ../nbs/08_manager.ipynb #95891930
 class ConKernelManager(ClientsMixin, AsyncKernelManager):
@@ -95,6 +90,47 @@ class ConKernelManager(ClientsMixin, AsyncKernelManager):
     def watching_process(self) -> bool:
         "Does this manager watch the kernel's process (so its clients need not judge by heartbeat)?"
         return self._watch is not None
+
+    def _unwatch(self):
+        if self._watch is not None: self._watch.stop()
+        self._watch = None
+
+    def _process_exited(self, returncode:int|None):
+        self._watch = None
+        self.gone = f"the kernel process died (exit code {returncode})"  # clients made later learn it too
+        self._kernel_going(DeadKernelError, self.gone)
+
+    async def _async_post_start_kernel(self, **kw):
+        await super()._async_post_start_kernel(**kw)
+        self._unwatch()
+        self.gone = None
+        process = getattr(self.provisioner, 'process', None)
+        if process is not None: self._watch = ProcessWatch(process, self._process_exited)
+
+    def _kernel_going(self, kind:type, why:str):
+        self._unwatch()
+        super()._kernel_going(kind, why)
+
+    async def _reconnect_client(self, kc:ConKernelClient):
+        info = self.get_connection_info()  # the kernel's ports: new ones after `newports=True`
+        for name in ('transport', 'ip', *port_names): setattr(kc, name, info[name])
+        await super()._reconnect_client(kc)
+
+    async def start_kernel(self, **kw):
+        "Start the kernel; if that fails or is cancelled, shut down whatever was started before the error propagates"
+        try: await super().start_kernel(**kw)
+        except BaseException as e:
+            await asyncio.shield(asyncio.ensure_future(self._abandon_start()))
+            if not isinstance(e, Exception) or isinstance(e, NoSuchKernel): raise  # code written for jupyter_client catches NoSuchKernel
+            raise KernelStartError(f"kernel {self.kernel_name!r} could not be started ({type(e).__name__}: {e}); "
+                                   "anything it had started was shut down. Check that the kernelspec runs "
+                                   "(`jupyter kernelspec list`) and see the cause below") from e
+
+    async def _abandon_start(self):
+        try:
+            if self.has_kernel: await self.shutdown_kernel(now=True)
+            else: await self.cleanup_resources()
+        except Exception as e: _log.warning("could not shut down a kernel whose start failed: %s", e)
 
 # %% ../nbs/08_manager.ipynb #351e3a9a
 class ProcessWatch:
@@ -128,56 +164,6 @@ class ProcessWatch:
         if self.fd is not None: os.close(self.fd)
         if self.timer is not None: self.timer.cancel()
         self.fd = self.timer = self.watcher = None
-
-# %% ../nbs/08_manager.ipynb #fc4b09fc
-@patch
-def _unwatch(self:ConKernelManager):
-    if self._watch is not None: self._watch.stop()
-    self._watch = None
-
-@patch
-def _process_exited(self:ConKernelManager, returncode:int|None):
-    self._watch = None
-    self.gone = f"the kernel process died (exit code {returncode})"  # clients made later learn it too
-    self._kernel_going(DeadKernelError, self.gone)
-
-@patch
-async def _async_post_start_kernel(self:ConKernelManager, **kw):
-    await super(ConKernelManager, self)._async_post_start_kernel(**kw)
-    self._unwatch()
-    self.gone = None
-    process = getattr(self.provisioner, 'process', None)
-    if process is not None: self._watch = ProcessWatch(process, self._process_exited)
-
-@patch
-def _kernel_going(self:ConKernelManager, kind:type, why:str):
-    self._unwatch()
-    super(ConKernelManager, self)._kernel_going(kind, why)
-
-@patch
-async def _reconnect_client(self:ConKernelManager, kc:ConKernelClient):
-    info = self.get_connection_info()  # the kernel's ports: new ones after `newports=True`
-    for name in ('transport', 'ip', *port_names): setattr(kc, name, info[name])
-    await super(ConKernelManager, self)._reconnect_client(kc)
-
-# %% ../nbs/08_manager.ipynb #2bd7a17e
-@patch
-async def start_kernel(self:ConKernelManager, **kw):
-    "Start the kernel; if that fails or is cancelled, shut down whatever was started before the error propagates"
-    try: await super(ConKernelManager, self).start_kernel(**kw)
-    except BaseException as e:
-        await asyncio.shield(asyncio.ensure_future(self._abandon_start()))
-        if not isinstance(e, Exception) or isinstance(e, NoSuchKernel): raise  # code written for jupyter_client catches NoSuchKernel
-        raise KernelStartError(f"kernel {self.kernel_name!r} could not be started ({type(e).__name__}: {e}); "
-                               "anything it had started was shut down. Check that the kernelspec runs "
-                               "(`jupyter kernelspec list`) and see the cause below") from e
-
-@patch
-async def _abandon_start(self:ConKernelManager):
-    try:
-        if self.has_kernel: await self.shutdown_kernel(now=True)
-        else: await self.cleanup_resources()
-    except Exception as e: _log.warning("could not shut down a kernel whose start failed: %s", e)
 
 # %% ../nbs/08_manager.ipynb #de8ee984
 @asynccontextmanager

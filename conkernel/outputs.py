@@ -38,100 +38,101 @@ class RunResult:
         except Exception as e:  # a message missing what its type requires (a stream without text): left out, and said
             self.notes.append(f"a malformed {msg['msg_type']} message was left out ({type(e).__name__}: {e})")
 
-# %% ../nbs/06_outputs.ipynb #9ba6548a
-@patch
-def _join_stream(self:RunResult):
-    "Join the growing stream's pieces into its output's `text`"
-    if self._chunks is not None:
-        text = self._outputs[-1]['text'] = ''.join(self._chunks)
-        self._chunks[:] = [text]
+    def _join_stream(self):
+        "Join the growing stream's pieces into its output's `text`"
+        if self._chunks is not None:
+            text = self._outputs[-1]['text'] = ''.join(self._chunks)
+            self._chunks[:] = [text]
 
-@patch
-def _clear(self:RunResult):
-    self._outputs, self._chunks, self._displays, self._clear_next = [], None, {}, False
+    def _clear(self):
+        self._outputs, self._chunks, self._displays, self._clear_next = [], None, {}, False
 
-@patch
-def _append(self:RunResult, out:dict):
-    if self._clear_next: self._clear()
-    else:
+    def _append(self, out:dict):
+        if self._clear_next: self._clear()
+        else:
+            self._join_stream()
+            self._chunks = None
+        self._outputs.append(out)
+
+    def _on_stream(self, c:dict):
+        if self._chunks is not None and not self._clear_next and self._outputs[-1]['name'] == c['name']:
+            return self._chunks.append(c['text'])
+        self._append(dict(output_type='stream', name=c['name'], text=c['text']))
+        self._chunks = [c['text']]
+
+    def _on_display_data(self, c:dict, output_type:str='display_data'):
+        out = dict(output_type=output_type, data=c['data'], metadata=c.get('metadata', {}))
+        if output_type == 'execute_result': out['execution_count'] = c.get('execution_count')
+        self._append(out)
+        display_id = c.get('transient', {}).get('display_id')
+        if display_id: self._displays.setdefault(display_id, []).append(out)
+
+    def _on_execute_result(self, c:dict): self._on_display_data(c, 'execute_result')
+
+    def _on_update_display_data(self, c:dict):
+        for out in self._displays.get(c.get('transient', {}).get('display_id'), ()):
+            out['data'], out['metadata'] = c['data'], c.get('metadata', {})
+
+    def _on_error(self, c:dict):
+        self._append(dict(output_type='error', ename=c.get('ename'), evalue=c.get('evalue'), traceback=c.get('traceback', [])))
+
+    def _on_clear_output(self, c:dict):
+        if c.get('wait'): self._clear_next = True
+        else: self._clear()
+
+    @property
+    def outputs(self) -> list:
+        "The outputs so far, as nbformat v4 output dicts"
         self._join_stream()
-        self._chunks = None
-    self._outputs.append(out)
+        return self._outputs
 
-@patch
-def _on_stream(self:RunResult, c:dict):
-    if self._chunks is not None and not self._clear_next and self._outputs[-1]['name'] == c['name']:
-        return self._chunks.append(c['text'])
-    self._append(dict(output_type='stream', name=c['name'], text=c['text']))
-    self._chunks = [c['text']]
+    @property
+    def status(self) -> str|None:
+        "The reply's status: 'ok', 'error' or 'aborted' (None before the reply)"
+        return None if self.reply is None else self.reply['content'].get('status')
 
-@patch
-def _on_display_data(self:RunResult, c:dict, output_type:str='display_data'):
-    out = dict(output_type=output_type, data=c['data'], metadata=c.get('metadata', {}))
-    if output_type == 'execute_result': out['execution_count'] = c.get('execution_count')
-    self._append(out)
-    display_id = c.get('transient', {}).get('display_id')
-    if display_id: self._displays.setdefault(display_id, []).append(out)
+    @property
+    def complete(self) -> bool:
+        "Did every output arrive? False when `notes` says that one was dropped or the idle status never came"
+        return not self.notes
 
-@patch
-def _on_execute_result(self:RunResult, c:dict): self._on_display_data(c, 'execute_result')
+    @property
+    def execution_count(self) -> int|None: return None if self.reply is None else self.reply['content'].get('execution_count')
 
-@patch
-def _on_update_display_data(self:RunResult, c:dict):
-    for out in self._displays.get(c.get('transient', {}).get('display_id'), ()):
-        out['data'], out['metadata'] = c['data'], c.get('metadata', {})
+    def _stream_text(self, name:str) -> str:
+        return ''.join(o['text'] for o in self.outputs if o['output_type'] == 'stream' and o['name'] == name)
 
-@patch
-def _on_error(self:RunResult, c:dict):
-    self._append(dict(output_type='error', ename=c.get('ename'), evalue=c.get('evalue'), traceback=c.get('traceback', [])))
+    @property
+    def stdout(self) -> str: return self._stream_text('stdout')
 
-@patch
-def _on_clear_output(self:RunResult, c:dict):
-    if c.get('wait'): self._clear_next = True
-    else: self._clear()
+    @property
+    def stderr(self) -> str: return self._stream_text('stderr')
 
+    def _error(self, key:str):
+        if self.status != 'error': return None
+        if key in self.reply['content']: return self.reply['content'][key]
+        errors = [o for o in self.outputs if o['output_type'] == 'error']
+        return errors[-1][key] if errors else None
+
+    def __repr__(self):
+        head = f"RunResult(status={self.status!r}, execution_count={self.execution_count}, outputs={len(self.outputs)})"
+        return '\n'.join([head, *map(_output_text, self.outputs)])
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        "The outputs as Jupyter shows them: one rich output as itself, several as one HTML block"
+        outs = self.outputs
+        if len(outs) == 1 and 'data' in outs[0]: return outs[0]['data'], outs[0]['metadata']
+        bundle = {'text/plain': repr(self)}
+        if outs: bundle['text/html'] = ''.join(map(_output_html, outs))
+        return bundle
+
+# %% ../nbs/06_outputs.ipynb #9ba6548a
 _handlers = {'stream': RunResult._on_stream, 'display_data': RunResult._on_display_data,
              'execute_result': RunResult._on_execute_result,
              'update_display_data': RunResult._on_update_display_data,
              'error': RunResult._on_error, 'clear_output': RunResult._on_clear_output}
 
 # %% ../nbs/06_outputs.ipynb #d3efa688
-@patch(as_prop=True)
-def outputs(self:RunResult) -> list:
-    "The outputs so far, as nbformat v4 output dicts"
-    self._join_stream()
-    return self._outputs
-
-@patch(as_prop=True)
-def status(self:RunResult) -> str|None:
-    "The reply's status: 'ok', 'error' or 'aborted' (None before the reply)"
-    return None if self.reply is None else self.reply['content'].get('status')
-
-@patch(as_prop=True)
-def complete(self:RunResult) -> bool:
-    "Did every output arrive? False when `notes` says that one was dropped or the idle status never came"
-    return not self.notes
-
-@patch(as_prop=True)
-def execution_count(self:RunResult) -> int|None: return None if self.reply is None else self.reply['content'].get('execution_count')
-
-@patch
-def _stream_text(self:RunResult, name:str) -> str:
-    return ''.join(o['text'] for o in self.outputs if o['output_type'] == 'stream' and o['name'] == name)
-
-@patch(as_prop=True)
-def stdout(self:RunResult) -> str: return self._stream_text('stdout')
-
-@patch(as_prop=True)
-def stderr(self:RunResult) -> str: return self._stream_text('stderr')
-
-@patch
-def _error(self:RunResult, key:str):
-    if self.status != 'error': return None
-    if key in self.reply['content']: return self.reply['content'][key]
-    errors = [o for o in self.outputs if o['output_type'] == 'error']
-    return errors[-1][key] if errors else None
-
 RunResult.ename = property(lambda self: self._error('ename'), doc="The error's class name, when the code failed")
 RunResult.evalue = property(lambda self: self._error('evalue'), doc="The error's message, when the code failed")
 RunResult.traceback = property(lambda self: self._error('traceback'), doc="The error's traceback lines (with ANSI colours)")
@@ -143,11 +144,6 @@ def _output_text(o:dict) -> str:
     if kind == 'error': return '\n'.join(map(strip_ansi, o['traceback'])) or f"{o['ename']}: {o['evalue']}"
     text = o['data'].get('text/plain', f"<{', '.join(o['data'])}>")
     return f"Out[{o['execution_count']}]: {text}" if kind == 'execute_result' else text
-
-@patch
-def __repr__(self:RunResult):
-    head = f"RunResult(status={self.status!r}, execution_count={self.execution_count}, outputs={len(self.outputs)})"
-    return '\n'.join([head, *map(_output_text, self.outputs)])
 
 # %% ../nbs/06_outputs.ipynb #75552644
 _images = 'image/png', 'image/jpeg', 'image/gif'
@@ -169,15 +165,6 @@ def _output_html(o:dict) -> str:
             size = ''.join(f' {k}="{meta[k]}"' for k in ('width', 'height') if k in meta)
             return f'<img src="data:{mime};base64,{data[mime].strip()}"{size}>'
     return _pre(data.get('text/plain', ''))
-
-@patch
-def _repr_mimebundle_(self:RunResult, include=None, exclude=None):
-    "The outputs as Jupyter shows them: one rich output as itself, several as one HTML block"
-    outs = self.outputs
-    if len(outs) == 1 and 'data' in outs[0]: return outs[0]['data'], outs[0]['metadata']
-    bundle = {'text/plain': repr(self)}
-    if outs: bundle['text/html'] = ''.join(map(_output_html, outs))
-    return bundle
 
 # %% ../nbs/06_outputs.ipynb #9f85f4b3
 class PendingRun(CoroutineLike):

@@ -11,7 +11,6 @@ from collections import deque
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 
-from fastcore.utils import patch
 
 from jupyter_client import AsyncMultiKernelManager
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
@@ -96,86 +95,357 @@ class KernelPool(LoggingConfigurable):
 
     def __repr__(self): return f"<KernelPool {self.url or ''}{self.argv[0] if self.argv else self.kernel_name} {self.stats}>"
 
-# %% ../nbs/11a_pool.ipynb #0371c8a3
-@patch(as_prop=True)
-def stats(self:KernelPool) -> dict:
-    "What the pool holds now and what it has done"
-    states = [k.state for k in self._kernels]
-    return dict(warm=len(self._warm), in_use=states.count('out'), idle=states.count('idle'), starting=self._starting,
-                restarting=self._restarting, waiting=sum(not f.done() for f in self._waiters), keys=len(self._keys),
-                **self._counts)
+    @property
+    def stats(self) -> dict:
+        "What the pool holds now and what it has done"
+        states = [k.state for k in self._kernels]
+        return dict(warm=len(self._warm), in_use=states.count('out'), idle=states.count('idle'), starting=self._starting,
+                    restarting=self._restarting, waiting=sum(not f.done() for f in self._waiters), keys=len(self._keys),
+                    **self._counts)
 
-# %% ../nbs/11a_pool.ipynb #278bb27b
-@patch
-def _spawn(self:KernelPool, coro, name:str) -> asyncio.Task:
-    t = asyncio.ensure_future(coro)
-    t.pool_name = name
-    self._tasks.add(t)
-    t.add_done_callback(self._task_done)
-    return t
+    def _spawn(self, coro, name:str) -> asyncio.Task:
+        t = asyncio.ensure_future(coro)
+        t.pool_name = name
+        self._tasks.add(t)
+        t.add_done_callback(self._task_done)
+        return t
 
-@patch
-def _task_done(self:KernelPool, t:asyncio.Task):
-    self._tasks.discard(t)
-    if not t.cancelled() and t.exception() is not None:
-        _log.error("kernel pool task %s failed: %r", t.pool_name, t.exception())
+    def _task_done(self, t:asyncio.Task):
+        self._tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            _log.error("kernel pool task %s failed: %r", t.pool_name, t.exception())
 
-@patch
-def _ensure_started(self:KernelPool):
-    if self.closed: raise PoolClosedError("the pool is closed")
-    if self._supervisor is None:
-        self._wake = asyncio.Event()
-        self._supervisor = self._spawn(self._supervise(), 'refill')
-        self._spawn(self._cull(), 'cull')
+    def _ensure_started(self):
+        if self.closed: raise PoolClosedError("the pool is closed")
+        if self._supervisor is None:
+            self._wake = asyncio.Event()
+            self._supervisor = self._spawn(self._supervise(), 'refill')
+            self._spawn(self._cull(), 'cull')
 
-@patch
-async def start(self:KernelPool):
-    "Start filling the pool in the background (the first `kernel()` does it too)"
-    self._ensure_started()
-    return self
+    async def start(self):
+        "Start filling the pool in the background (the first `kernel()` does it too)"
+        self._ensure_started()
+        return self
 
-# %% ../nbs/11a_pool.ipynb #ef563491
-@patch
-def _manager(self:KernelPool):
-    if self.url:
-        kw = {} if self.token is None else {'token': self.token}
-        return ConGatewayKernelManager(self.url, kernel_name=self.kernel_name, **kw, **self.manager_kwargs)
-    return ConKernelManager(kernel_name=self.kernel_name, argv=self.argv or None, **self.manager_kwargs)
+    def _manager(self):
+        if self.url:
+            kw = {} if self.token is None else {'token': self.token}
+            return ConGatewayKernelManager(self.url, kernel_name=self.kernel_name, **kw, **self.manager_kwargs)
+        return ConKernelManager(kernel_name=self.kernel_name, argv=self.argv or None, **self.manager_kwargs)
 
-@patch
-async def _new_client(self:KernelPool, k:_Kernel) -> ConKernelClient:
-    "A client of `k`'s kernel that no one has used, connected and answering; stopped again if that fails"
-    kc = k.km.client()
-    kc.connection.subscribe(partial(_lost_kernel, kc.connection, partial(self._lost, k)))
-    try: return await kc.start_channels(timeout=self.startup_timeout)
-    except BaseException:
-        await _finish(_stop(kc))
-        raise
+    async def _new_client(self, k:_Kernel) -> ConKernelClient:
+        "A client of `k`'s kernel that no one has used, connected and answering; stopped again if that fails"
+        kc = k.km.client()
+        kc.connection.subscribe(partial(_lost_kernel, kc.connection, partial(self._lost, k)))
+        try: return await kc.start_channels(timeout=self.startup_timeout)
+        except BaseException:
+            await _finish(_stop(kc))
+            raise
 
-@patch
-async def _warm_up(self:KernelPool, k:_Kernel, startup:bool=True):
-    "Run `startup` (if asked) on a client of its own until all its output is out; then connect the next caller's client"
-    if startup and self.startup:
-        setup = await self._new_client(k)
-        try: r = await setup.execute(self.startup, store_history=False, reply=True, until_idle=True, timeout=self.startup_timeout)
-        finally: await _finish(_stop(setup))
-        c = r['content']
-        if c['status'] != 'ok': raise KernelStartError(f"the pool's startup code failed: {c.get('ename')}: {c.get('evalue')}")
-    k.kc = await self._new_client(k)
+    async def _warm_up(self, k:_Kernel, startup:bool=True):
+        "Run `startup` (if asked) on a client of its own until all its output is out; then connect the next caller's client"
+        if startup and self.startup:
+            setup = await self._new_client(k)
+            try: r = await setup.execute(self.startup, store_history=False, reply=True, until_idle=True, timeout=self.startup_timeout)
+            finally: await _finish(_stop(setup))
+            c = r['content']
+            if c['status'] != 'ok': raise KernelStartError(f"the pool's startup code failed: {c.get('ename')}: {c.get('evalue')}")
+        k.kc = await self._new_client(k)
 
-@patch
-async def _launch(self:KernelPool, k:_Kernel):
-    "Start `k`'s kernel, run `startup` and connect its first client; on any failure shut down what was started"
-    try:
-        k.km = self._manager()
-        await k.km.start_kernel(**self.start_kwargs)
-        await self._warm_up(k)
-    except BaseException as e:
-        await _finish(self._dispose(k))
-        if isinstance(e, Exception) and not isinstance(e, KernelStartError):
-            raise KernelStartError(f"a {self.kernel_name!r} kernel{' on ' + self.url if self.url else ''} could not be "
-                                   f"started ({type(e).__name__}: {e}); it was shut down") from e
-        raise
+    async def _launch(self, k:_Kernel):
+        "Start `k`'s kernel, run `startup` and connect its first client; on any failure shut down what was started"
+        try:
+            k.km = self._manager()
+            await k.km.start_kernel(**self.start_kwargs)
+            await self._warm_up(k)
+        except BaseException as e:
+            await _finish(self._dispose(k))
+            if isinstance(e, Exception) and not isinstance(e, KernelStartError):
+                raise KernelStartError(f"a {self.kernel_name!r} kernel{' on ' + self.url if self.url else ''} could not be "
+                                       f"started ({type(e).__name__}: {e}); it was shut down") from e
+            raise
+
+    async def _dispose(self, k:_Kernel):
+        "Shut `k` down (bounded; never raises) and forget it"
+        if k.state == 'closing': return
+        k.state = 'closing'
+        km, kc = k.km, k.kc
+        try:
+            if km is not None and km.has_kernel: await _within(km.shutdown_kernel(now=True), time.monotonic() + self.shutdown_timeout)
+        except Exception as e:
+            _log.warning("could not shut a pooled kernel down: %r", e)
+            process = getattr(getattr(km, 'provisioner', None), 'process', None)
+            if process is not None and process.poll() is None: process.kill()
+        finally:
+            if kc is not None: await _stop(kc)
+            try:
+                if hasattr(km, 'aclose'): await km.aclose()
+            except Exception as e: _log.warning("could not close a pooled kernel's manager: %r", e)
+            self._kernels.discard(k)
+            if self._wake is not None: self._wake.set()
+
+    def _demand(self) -> tuple:
+        "(callers waiting, kernels wanted beyond those warm, starting or restarting)"
+        waiting = sum(not f.done() for f in self._waiters)
+        return waiting, self.size + waiting - len(self._warm) - self._starting - self._restarting
+
+    def _starts_needed(self) -> int:
+        return max(0, min(self._demand()[1], self.max_kernels - len(self._kernels), self.max_starting - self._starting))
+
+    async def _supervise(self):
+        while not self.closed:
+            self._wake.clear()
+            delay = self._backoff_until - time.monotonic()
+            if delay <= 0:
+                for _ in range(self._starts_needed()): self._spawn(self._start_one(), 'start')
+                waiting, _ = self._demand()
+                coming = len(self._warm) + self._starting + self._restarting  # kernels on their way to waiting callers
+                if self.evict_keys and waiting > coming and len(self._kernels) >= self.max_kernels: self._evict_idle()
+            try: await _within(self._wake.wait(), time.monotonic() + delay if delay > 0 else None)
+            except TimeoutError: pass
+
+    async def _start_one(self):
+        k = _Kernel()
+        self._kernels.add(k)
+        self._starting += 1
+        try:
+            try: await self._launch(k)
+            finally: self._starting -= 1
+        except Exception as e: self._start_failed(e)
+        else:
+            self._counts['started'] += 1
+            self._failures = self._rounds = 0
+            self._to_warm(k)
+        finally: self._wake.set()
+
+    def _start_failed(self, e:Exception):
+        self._counts['failed'] += 1
+        self._failures += 1
+        self.last_error = e
+        now = time.monotonic()
+        if now >= self._backoff_until:  # starts that fail together (one batch) back off once
+            self._rounds += 1
+            self._backoff_until = now + min(self.backoff * 2 ** (self._rounds - 1), self.max_backoff)
+        delay = self._backoff_until - now
+        _log.warning("kernel pool: start failed (%d in a row), retrying in %.1f s: %s", self._failures, delay, e)
+        if self._failures >= self.max_start_failures:
+            while self._waiters:
+                f = self._waiters.popleft()
+                if not f.done(): f.set_exception(_start_error(e))
+
+    def _alive(self, k:_Kernel) -> bool: return k.lost is None and k.kc.connection.closed is None
+
+    def _to_warm(self, k:_Kernel):
+        "`k` is ready: give it to the first waiting caller, or keep it warm"
+        if self.closed or not self._alive(k):
+            self._spawn(self._dispose(k), 'shutdown')
+            return
+        k.state, k.key, k.warm_since = 'warm', None, time.monotonic()
+        self._warm.append(k)
+        while self._warm and self._waiters:
+            f = self._waiters.popleft()
+            if f.done(): continue
+            w = self._warm.pop()
+            w.state = 'out'
+            f.set_result(w)
+        self._wake.set()
+
+    async def _take(self, deadline:float|None) -> _Kernel:
+        "The first warm kernel, or one when it is ready (first come, first served)"
+        if self.closed: raise PoolClosedError("the pool is closed")
+        while self._warm and not any(not f.done() for f in self._waiters):
+            k = self._warm.pop()
+            if not self._alive(k):
+                self._spawn(self._dispose(k), 'shutdown')
+                continue
+            k.state = 'out'
+            self._wake.set()
+            return k
+        if self._failures >= self.max_start_failures and self.last_error is not None: raise _start_error(self.last_error)
+        loop = asyncio.get_running_loop()
+        f = loop.create_future()
+        self._waiters.append(f)
+        self._wake.set()
+        timer = None
+        if deadline is not None:
+            def expire():
+                if not f.done(): f.set_exception(TimeoutError(f"no kernel became free within {self.acquire_timeout} s ({self.stats})"))
+            timer = loop.call_at(deadline, expire)
+        try: return await f
+        except asyncio.CancelledError:
+            if f.done() and not f.cancelled() and f.exception() is None: self._to_warm(f.result())
+            raise
+        finally:
+            if timer is not None: timer.cancel()
+            try: self._waiters.remove(f)
+            except ValueError: pass
+
+    async def _take_key(self, key, deadline:float|None) -> _Kernel:
+        slot = self._keys.get(key)
+        if slot is None: slot = self._keys[key] = _Slot(self.max_per_key)
+        slot.users += 1
+        try:
+            try: await _within(slot.sem.acquire(), deadline, undo=lambda _: slot.sem.release())
+            except TimeoutError: raise TimeoutError(f"kernel {key!r} stayed busy for {self.acquire_timeout} s") from None
+            try:
+                async with slot.lock:
+                    k = slot.kernel
+                    if k is None or not self._alive(k) or k.state not in ('out', 'idle'):
+                        slot.kernel = None
+                        k = await self._take(deadline)
+                        k.key, slot.kernel = key, k
+                k.state = 'out'
+                slot.holders += 1
+                return k
+            except BaseException:
+                slot.sem.release()
+                raise
+        finally:
+            slot.users -= 1
+            self._forget_key(key)
+
+    def _forget_key(self, key):
+        "Drop a key's slot that has no kernel and no one using it"
+        slot = self._keys.get(key)
+        if slot is not None and slot.kernel is None and slot.users == 0 and slot.holders == 0: del self._keys[key]
+
+    def _release(self, k:_Kernel):
+        "Take `k` back from a caller"
+        slot = None if k.key is None else self._keys.get(k.key)  # None after `aclose` too
+        if slot is not None:
+            slot.holders -= 1
+            slot.sem.release()
+            if slot.holders: return
+            if self._alive(k) and not self.closed:
+                k.state, slot.idle_since = 'idle', time.monotonic()
+                return
+            slot.kernel = None
+            self._forget_key(k.key)
+        self._recycle(k)
+
+    def _recycle(self, k:_Kernel, policy:str|None=None):
+        "Apply the return policy (`policy`, default `on_return`) to `k`, which no one holds now; its client is closed at once, for good"
+        kc, policy = k.kc, policy or self.on_return
+        if self.closed or not self._alive(k): policy = 'discard'
+        elif policy == 'keep' and (kc.pending or kc.connection.prompting or kc.connection.watching('debug_event')):
+            policy = 'restart'  # requests running, a prompt unanswered or a debugger attached would hold up the next caller
+        if kc.connection.closed is None:
+            kc.connection.close(ChannelsStoppedError, "this client's kernel went back to the pool: take a kernel from the pool again")
+        if policy == 'discard': self._spawn(self._dispose(k), 'shutdown')
+        else:
+            k.state = 'restarting'
+            self._restarting += 1
+            self._spawn(self._renew(k, restart=policy == 'restart'), 'restart')
+        self._wake.set()
+
+    async def _renew(self, k:_Kernel, restart:bool):
+        "Stop the returned client; restart the kernel (`startup` runs again) or drop its subshells; connect a fresh client"
+        try:
+            try:
+                await _stop(k.kc)
+                if restart: await _within(k.km.restart_kernel(now=True), time.monotonic() + self.startup_timeout)
+                await self._warm_up(k, startup=restart)
+                if not restart: await self._drop_subshells(k.kc)
+            finally: self._restarting -= 1
+        except Exception as e:
+            _log.warning("kernel pool: readying a returned kernel failed, replacing it: %r", e)
+            self._counts['failed'] += 1
+            await self._dispose(k)
+        else:
+            if restart: self._counts['restarted'] += 1
+            self._to_warm(k)
+
+    async def _drop_subshells(self, kc:ConKernelClient):
+        "Delete every subshell of a kept kernel (the last caller's, and its client's quick one)"
+        if not await kc.supports_subshells(): return
+        for sid in await kc.list_subshells(timeout=self.startup_timeout): await kc.delete_subshell(sid, timeout=self.startup_timeout)
+
+    def _lost(self, k:_Kernel, exc:DeadKernelError):
+        "`k`'s client heard that the kernel died (or was restarted by someone else)"
+        if k.state not in ('warm', 'out', 'idle') or k.lost is not None: return  # starting, restarting or closing: that path handles it; told once
+        k.lost = exc
+        self._counts['died'] += 1
+        _log.warning("kernel pool: a kernel (%s) was lost: %s", {'out': 'in use'}.get(k.state, k.state), exc)
+        if k.state == 'warm':
+            try: self._warm.remove(k)
+            except ValueError: pass
+        if k.state == 'idle':
+            self._keys[k.key].kernel = None
+            self._forget_key(k.key)
+        if k.state != 'out': self._spawn(self._dispose(k), 'shutdown')
+        self._wake.set()
+
+    def _let_go(self, key, why:str='culled'):
+        slot = self._keys.pop(key)
+        k, slot.kernel = slot.kernel, None
+        self._counts[why] += 1
+        k.key = None
+        self._recycle(k, 'restart' if self.on_return == 'keep' else None)  # a key's variables reach no one else
+
+    def _idle_keys(self) -> list:
+        "Keys whose kernel no one holds or waits for, least recently used first"
+        idle = [(s.idle_since, key) for key, s in self._keys.items()
+                if s.kernel is not None and s.kernel.state == 'idle' and s.holders == 0 and s.users == 0]
+        return [key for _, key in sorted(idle, key=lambda t: t[0])]
+
+    def _evict_idle(self):
+        if idle := self._idle_keys():
+            _log.warning("kernel pool: all %d kernels taken; key %r, idle longest, is let go for a waiting caller",
+                         self.max_kernels, idle[0])
+            self._let_go(idle[0], 'evicted')
+
+    async def _cull(self):
+        while self.cull_idle is not None and not self.closed:
+            await asyncio.sleep(min(max(self.cull_idle / 4, 0.05), 5))
+            now = time.monotonic()
+            for key in self._idle_keys():
+                if now - self._keys[key].idle_since >= self.cull_idle: self._let_go(key)
+            while len(self._warm) > self.size and now - self._warm[0].warm_since >= self.cull_idle:
+                self._spawn(self._dispose(self._warm.popleft()), 'shutdown')
+
+    @asynccontextmanager
+    async def kernel(self,
+                     key=None,              # a sticky key: the same kernel for the same key (None: any kernel)
+                     timeout=USE_DEFAULT):  # seconds to wait for a kernel (default: `acquire_timeout`; None: forever)
+        "A ready client of a pooled kernel for the block, then taken back (and cleaned, per `on_return`)"
+        self._ensure_started()
+        timeout = self.acquire_timeout if timeout is USE_DEFAULT else timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        k = await (self._take(deadline) if key is None else self._take_key(key, deadline))
+        try: yield k.kc
+        finally: self._release(k)
+
+    async def ready(self, timeout:float|None=None):
+        "Wait until `size` kernels are warm; raises the start error after `max_start_failures` failed starts"
+        self._ensure_started()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while len(self._warm) < self.size:
+            if self.closed: raise PoolClosedError("the pool is closed")
+            if self._failures >= self.max_start_failures: raise _start_error(self.last_error)
+            if deadline is not None and time.monotonic() > deadline: raise TimeoutError(f"the pool did not fill within {timeout} s ({self.stats})")
+            await asyncio.sleep(0.02)
+        return self
+
+    async def _close(self):
+        self.closed = True
+        while self._waiters:
+            f = self._waiters.popleft()
+            if not f.done(): f.set_exception(PoolClosedError("the pool was closed"))
+        for t in list(self._tasks):
+            if t.pool_name != 'shutdown': t.cancel()
+        while self._tasks: await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await asyncio.gather(*[self._dispose(k) for k in list(self._kernels)])
+        self._warm.clear()
+        self._keys.clear()
+
+    async def aclose(self):
+        "Stop every task and shut every kernel down; finishes even when cancelled"
+        if self._closer is None: self._closer = asyncio.ensure_future(self._close())
+        await _finish(self._closer)
+
+    async def __aenter__(self): return await self.start()
+
+    async def __aexit__(self, *exc): await self.aclose()
 
 # %% ../nbs/11a_pool.ipynb #dc40073f
 async def _finish(coro):
@@ -208,324 +478,6 @@ async def _stop(kc):
     "Stop `kc`'s channels; never raises"
     try: await kc.astop_channels()
     except Exception as e: _log.warning("could not stop a pooled kernel's client: %r", e)
-
-@patch
-async def _dispose(self:KernelPool, k:_Kernel):
-    "Shut `k` down (bounded; never raises) and forget it"
-    if k.state == 'closing': return
-    k.state = 'closing'
-    km, kc = k.km, k.kc
-    try:
-        if km is not None and km.has_kernel: await _within(km.shutdown_kernel(now=True), time.monotonic() + self.shutdown_timeout)
-    except Exception as e:
-        _log.warning("could not shut a pooled kernel down: %r", e)
-        process = getattr(getattr(km, 'provisioner', None), 'process', None)
-        if process is not None and process.poll() is None: process.kill()
-    finally:
-        if kc is not None: await _stop(kc)
-        try:
-            if hasattr(km, 'aclose'): await km.aclose()
-        except Exception as e: _log.warning("could not close a pooled kernel's manager: %r", e)
-        self._kernels.discard(k)
-        if self._wake is not None: self._wake.set()
-
-# %% ../nbs/11a_pool.ipynb #209303df
-@patch
-def _demand(self:KernelPool) -> tuple:
-    "(callers waiting, kernels wanted beyond those warm, starting or restarting)"
-    waiting = sum(not f.done() for f in self._waiters)
-    return waiting, self.size + waiting - len(self._warm) - self._starting - self._restarting
-
-@patch
-def _starts_needed(self:KernelPool) -> int:
-    return max(0, min(self._demand()[1], self.max_kernels - len(self._kernels), self.max_starting - self._starting))
-
-@patch
-async def _supervise(self:KernelPool):
-    while not self.closed:
-        self._wake.clear()
-        delay = self._backoff_until - time.monotonic()
-        if delay <= 0:
-            for _ in range(self._starts_needed()): self._spawn(self._start_one(), 'start')
-            waiting, _ = self._demand()
-            coming = len(self._warm) + self._starting + self._restarting  # kernels on their way to waiting callers
-            if self.evict_keys and waiting > coming and len(self._kernels) >= self.max_kernels: self._evict_idle()
-        try: await _within(self._wake.wait(), time.monotonic() + delay if delay > 0 else None)
-        except TimeoutError: pass
-
-@patch
-async def _start_one(self:KernelPool):
-    k = _Kernel()
-    self._kernels.add(k)
-    self._starting += 1
-    try:
-        try: await self._launch(k)
-        finally: self._starting -= 1
-    except Exception as e: self._start_failed(e)
-    else:
-        self._counts['started'] += 1
-        self._failures = self._rounds = 0
-        self._to_warm(k)
-    finally: self._wake.set()
-
-# %% ../nbs/11a_pool.ipynb #305947cc
-@patch
-def _start_failed(self:KernelPool, e:Exception):
-    self._counts['failed'] += 1
-    self._failures += 1
-    self.last_error = e
-    now = time.monotonic()
-    if now >= self._backoff_until:  # starts that fail together (one batch) back off once
-        self._rounds += 1
-        self._backoff_until = now + min(self.backoff * 2 ** (self._rounds - 1), self.max_backoff)
-    delay = self._backoff_until - now
-    _log.warning("kernel pool: start failed (%d in a row), retrying in %.1f s: %s", self._failures, delay, e)
-    if self._failures >= self.max_start_failures:
-        while self._waiters:
-            f = self._waiters.popleft()
-            if not f.done(): f.set_exception(_start_error(e))
-
-# %% ../nbs/11a_pool.ipynb #bfb989bb
-@patch
-def _alive(self:KernelPool, k:_Kernel) -> bool: return k.lost is None and k.kc.connection.closed is None
-
-@patch
-def _to_warm(self:KernelPool, k:_Kernel):
-    "`k` is ready: give it to the first waiting caller, or keep it warm"
-    if self.closed or not self._alive(k):
-        self._spawn(self._dispose(k), 'shutdown')
-        return
-    k.state, k.key, k.warm_since = 'warm', None, time.monotonic()
-    self._warm.append(k)
-    while self._warm and self._waiters:
-        f = self._waiters.popleft()
-        if f.done(): continue
-        w = self._warm.pop()
-        w.state = 'out'
-        f.set_result(w)
-    self._wake.set()
-
-# %% ../nbs/11a_pool.ipynb #1696a4b2
-@patch
-async def _take(self:KernelPool, deadline:float|None) -> _Kernel:
-    "The first warm kernel, or one when it is ready (first come, first served)"
-    if self.closed: raise PoolClosedError("the pool is closed")
-    while self._warm and not any(not f.done() for f in self._waiters):
-        k = self._warm.pop()
-        if not self._alive(k):
-            self._spawn(self._dispose(k), 'shutdown')
-            continue
-        k.state = 'out'
-        self._wake.set()
-        return k
-    if self._failures >= self.max_start_failures and self.last_error is not None: raise _start_error(self.last_error)
-    loop = asyncio.get_running_loop()
-    f = loop.create_future()
-    self._waiters.append(f)
-    self._wake.set()
-    timer = None
-    if deadline is not None:
-        def expire():
-            if not f.done(): f.set_exception(TimeoutError(f"no kernel became free within {self.acquire_timeout} s ({self.stats})"))
-        timer = loop.call_at(deadline, expire)
-    try: return await f
-    except asyncio.CancelledError:
-        if f.done() and not f.cancelled() and f.exception() is None: self._to_warm(f.result())
-        raise
-    finally:
-        if timer is not None: timer.cancel()
-        try: self._waiters.remove(f)
-        except ValueError: pass
-
-# %% ../nbs/11a_pool.ipynb #427e0fe8
-@patch
-async def _take_key(self:KernelPool, key, deadline:float|None) -> _Kernel:
-    slot = self._keys.get(key)
-    if slot is None: slot = self._keys[key] = _Slot(self.max_per_key)
-    slot.users += 1
-    try:
-        try: await _within(slot.sem.acquire(), deadline, undo=lambda _: slot.sem.release())
-        except TimeoutError: raise TimeoutError(f"kernel {key!r} stayed busy for {self.acquire_timeout} s") from None
-        try:
-            async with slot.lock:
-                k = slot.kernel
-                if k is None or not self._alive(k) or k.state not in ('out', 'idle'):
-                    slot.kernel = None
-                    k = await self._take(deadline)
-                    k.key, slot.kernel = key, k
-            k.state = 'out'
-            slot.holders += 1
-            return k
-        except BaseException:
-            slot.sem.release()
-            raise
-    finally:
-        slot.users -= 1
-        self._forget_key(key)
-
-@patch
-def _forget_key(self:KernelPool, key):
-    "Drop a key's slot that has no kernel and no one using it"
-    slot = self._keys.get(key)
-    if slot is not None and slot.kernel is None and slot.users == 0 and slot.holders == 0: del self._keys[key]
-
-# %% ../nbs/11a_pool.ipynb #d89007c5
-@patch
-def _release(self:KernelPool, k:_Kernel):
-    "Take `k` back from a caller"
-    slot = None if k.key is None else self._keys.get(k.key)  # None after `aclose` too
-    if slot is not None:
-        slot.holders -= 1
-        slot.sem.release()
-        if slot.holders: return
-        if self._alive(k) and not self.closed:
-            k.state, slot.idle_since = 'idle', time.monotonic()
-            return
-        slot.kernel = None
-        self._forget_key(k.key)
-    self._recycle(k)
-
-@patch
-def _recycle(self:KernelPool, k:_Kernel, policy:str|None=None):
-    "Apply the return policy (`policy`, default `on_return`) to `k`, which no one holds now; its client is closed at once, for good"
-    kc, policy = k.kc, policy or self.on_return
-    if self.closed or not self._alive(k): policy = 'discard'
-    elif policy == 'keep' and (kc.pending or kc.connection.prompting or kc.connection.watching('debug_event')):
-        policy = 'restart'  # requests running, a prompt unanswered or a debugger attached would hold up the next caller
-    if kc.connection.closed is None:
-        kc.connection.close(ChannelsStoppedError, "this client's kernel went back to the pool: take a kernel from the pool again")
-    if policy == 'discard': self._spawn(self._dispose(k), 'shutdown')
-    else:
-        k.state = 'restarting'
-        self._restarting += 1
-        self._spawn(self._renew(k, restart=policy == 'restart'), 'restart')
-    self._wake.set()
-
-@patch
-async def _renew(self:KernelPool, k:_Kernel, restart:bool):
-    "Stop the returned client; restart the kernel (`startup` runs again) or drop its subshells; connect a fresh client"
-    try:
-        try:
-            await _stop(k.kc)
-            if restart: await _within(k.km.restart_kernel(now=True), time.monotonic() + self.startup_timeout)
-            await self._warm_up(k, startup=restart)
-            if not restart: await self._drop_subshells(k.kc)
-        finally: self._restarting -= 1
-    except Exception as e:
-        _log.warning("kernel pool: readying a returned kernel failed, replacing it: %r", e)
-        self._counts['failed'] += 1
-        await self._dispose(k)
-    else:
-        if restart: self._counts['restarted'] += 1
-        self._to_warm(k)
-
-@patch
-async def _drop_subshells(self:KernelPool, kc:ConKernelClient):
-    "Delete every subshell of a kept kernel (the last caller's, and its client's quick one)"
-    if not await kc.supports_subshells(): return
-    for sid in await kc.list_subshells(timeout=self.startup_timeout): await kc.delete_subshell(sid, timeout=self.startup_timeout)
-
-# %% ../nbs/11a_pool.ipynb #d74c6808
-@patch
-def _lost(self:KernelPool, k:_Kernel, exc:DeadKernelError):
-    "`k`'s client heard that the kernel died (or was restarted by someone else)"
-    if k.state not in ('warm', 'out', 'idle') or k.lost is not None: return  # starting, restarting or closing: that path handles it; told once
-    k.lost = exc
-    self._counts['died'] += 1
-    _log.warning("kernel pool: a kernel (%s) was lost: %s", {'out': 'in use'}.get(k.state, k.state), exc)
-    if k.state == 'warm':
-        try: self._warm.remove(k)
-        except ValueError: pass
-    if k.state == 'idle':
-        self._keys[k.key].kernel = None
-        self._forget_key(k.key)
-    if k.state != 'out': self._spawn(self._dispose(k), 'shutdown')
-    self._wake.set()
-
-# %% ../nbs/11a_pool.ipynb #09b85d60
-@patch
-def _let_go(self:KernelPool, key, why:str='culled'):
-    slot = self._keys.pop(key)
-    k, slot.kernel = slot.kernel, None
-    self._counts[why] += 1
-    k.key = None
-    self._recycle(k, 'restart' if self.on_return == 'keep' else None)  # a key's variables reach no one else
-
-@patch
-def _idle_keys(self:KernelPool) -> list:
-    "Keys whose kernel no one holds or waits for, least recently used first"
-    idle = [(s.idle_since, key) for key, s in self._keys.items()
-            if s.kernel is not None and s.kernel.state == 'idle' and s.holders == 0 and s.users == 0]
-    return [key for _, key in sorted(idle, key=lambda t: t[0])]
-
-@patch
-def _evict_idle(self:KernelPool):
-    if idle := self._idle_keys():
-        _log.warning("kernel pool: all %d kernels taken; key %r, idle longest, is let go for a waiting caller",
-                     self.max_kernels, idle[0])
-        self._let_go(idle[0], 'evicted')
-
-@patch
-async def _cull(self:KernelPool):
-    while self.cull_idle is not None and not self.closed:
-        await asyncio.sleep(min(max(self.cull_idle / 4, 0.05), 5))
-        now = time.monotonic()
-        for key in self._idle_keys():
-            if now - self._keys[key].idle_since >= self.cull_idle: self._let_go(key)
-        while len(self._warm) > self.size and now - self._warm[0].warm_since >= self.cull_idle:
-            self._spawn(self._dispose(self._warm.popleft()), 'shutdown')
-
-# %% ../nbs/11a_pool.ipynb #0457f20a
-@patch
-@asynccontextmanager
-async def kernel(self:KernelPool,
-                 key=None,              # a sticky key: the same kernel for the same key (None: any kernel)
-                 timeout=USE_DEFAULT):  # seconds to wait for a kernel (default: `acquire_timeout`; None: forever)
-    "A ready client of a pooled kernel for the block, then taken back (and cleaned, per `on_return`)"
-    self._ensure_started()
-    timeout = self.acquire_timeout if timeout is USE_DEFAULT else timeout
-    deadline = None if timeout is None else time.monotonic() + timeout
-    k = await (self._take(deadline) if key is None else self._take_key(key, deadline))
-    try: yield k.kc
-    finally: self._release(k)
-
-@patch
-async def ready(self:KernelPool, timeout:float|None=None):
-    "Wait until `size` kernels are warm; raises the start error after `max_start_failures` failed starts"
-    self._ensure_started()
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while len(self._warm) < self.size:
-        if self.closed: raise PoolClosedError("the pool is closed")
-        if self._failures >= self.max_start_failures: raise _start_error(self.last_error)
-        if deadline is not None and time.monotonic() > deadline: raise TimeoutError(f"the pool did not fill within {timeout} s ({self.stats})")
-        await asyncio.sleep(0.02)
-    return self
-
-# %% ../nbs/11a_pool.ipynb #dd5e1530
-@patch
-async def _close(self:KernelPool):
-    self.closed = True
-    while self._waiters:
-        f = self._waiters.popleft()
-        if not f.done(): f.set_exception(PoolClosedError("the pool was closed"))
-    for t in list(self._tasks):
-        if t.pool_name != 'shutdown': t.cancel()
-    while self._tasks: await asyncio.gather(*list(self._tasks), return_exceptions=True)
-    await asyncio.gather(*[self._dispose(k) for k in list(self._kernels)])
-    self._warm.clear()
-    self._keys.clear()
-
-@patch
-async def aclose(self:KernelPool):
-    "Stop every task and shut every kernel down; finishes even when cancelled"
-    if self._closer is None: self._closer = asyncio.ensure_future(self._close())
-    await _finish(self._closer)
-
-@patch
-async def __aenter__(self:KernelPool): return await self.start()
-
-@patch
-async def __aexit__(self:KernelPool, *exc): await self.aclose()
 
 # %% ../nbs/11a_pool.ipynb #252caab1
 class BlockingKernelPool:

@@ -10,7 +10,6 @@ import asyncio, contextvars, inspect, sys, threading
 from functools import partial
 from getpass import getpass
 
-from fastcore.utils import patch
 from .router import USE_DEFAULT, PendingReply, _log
 
 # %% auto #0
@@ -25,103 +24,167 @@ class KernelRequests:
         "Send a request that should not wait behind a long cell: on `subshell_id` if given, else on the main shell (the subshells notebook steers it to a subshell)"
         return self._request(channel, msg_type, content, reply, timeout, msg_id, None if subshell_id is USE_DEFAULT else subshell_id)
 
-# %% ../nbs/05_requests.ipynb #cf9caf9a
-@patch
-def complete(self:KernelRequests,
-             code:str,                 # the text being completed
-             cursor_pos:int|None=None, # where the cursor is (default: the end of `code`)
-             *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id=USE_DEFAULT):
-    "Ask for completions; the msg_id, or with `reply=True` an awaitable of the complete_reply"
-    content = dict(code=code, cursor_pos=len(code) if cursor_pos is None else cursor_pos)
-    return self._quick_request('shell', 'complete_request', content, reply, timeout, msg_id, subshell_id)
+    def complete(self,
+                 code:str,                 # the text being completed
+                 cursor_pos:int|None=None, # where the cursor is (default: the end of `code`)
+                 *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id=USE_DEFAULT):
+        "Ask for completions; the msg_id, or with `reply=True` an awaitable of the complete_reply"
+        content = dict(code=code, cursor_pos=len(code) if cursor_pos is None else cursor_pos)
+        return self._quick_request('shell', 'complete_request', content, reply, timeout, msg_id, subshell_id)
 
-# %% ../nbs/05_requests.ipynb #cbaf1d47
-@patch
-def inspect(self:KernelRequests,
-            code:str,                 # the text holding the object
-            cursor_pos:int|None=None, # where the cursor is (default: the end of `code`)
-            detail_level:int=0,       # 0 or 1 (1 adds the source, where there is one)
-            *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id=USE_DEFAULT):
-    "Ask about the object at the cursor; the msg_id, or with `reply=True` an awaitable of the inspect_reply"
-    content = dict(code=code, cursor_pos=len(code) if cursor_pos is None else cursor_pos, detail_level=detail_level)
-    return self._quick_request('shell', 'inspect_request', content, reply, timeout, msg_id, subshell_id)
-
-# %% ../nbs/05_requests.ipynb #ace06182
-@patch
-def history(self:KernelRequests,
-            raw:bool=True,                # the input as typed, not as transformed
-            output:bool=False,            # include the outputs
-            hist_access_type:str='range', # 'range' (session, start, stop), 'tail' (n) or 'search' (pattern)
-            *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id:str|None=None,
-            **kwargs):                    # session, start, stop, n, pattern, unique
-    "Ask for history entries; the msg_id, or with `reply=True` an awaitable of the history_reply"
-    if hist_access_type == 'range':
-        kwargs.setdefault('session', 0)
-        kwargs.setdefault('start', 0)
-    content = dict(raw=raw, output=output, hist_access_type=hist_access_type, **kwargs)
-    return self._request('shell', 'history_request', content, reply, timeout, msg_id, subshell_id)
-
-# %% ../nbs/05_requests.ipynb #f945d032
-@patch
-def is_complete(self:KernelRequests,
-                code:str, # the code typed so far
+    def inspect(self,
+                code:str,                 # the text holding the object
+                cursor_pos:int|None=None, # where the cursor is (default: the end of `code`)
+                detail_level:int=0,       # 0 or 1 (1 adds the source, where there is one)
                 *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id=USE_DEFAULT):
-    "Ask whether `code` is ready to run; the msg_id, or with `reply=True` an awaitable of the is_complete_reply"
-    return self._quick_request('shell', 'is_complete_request', {'code':code}, reply, timeout, msg_id, subshell_id)
+        "Ask about the object at the cursor; the msg_id, or with `reply=True` an awaitable of the inspect_reply"
+        content = dict(code=code, cursor_pos=len(code) if cursor_pos is None else cursor_pos, detail_level=detail_level)
+        return self._quick_request('shell', 'inspect_request', content, reply, timeout, msg_id, subshell_id)
 
-@patch
-def comm_info(self:KernelRequests,
-              target_name:str|None=None, # only the comms of this target
-              *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id:str|None=None):
-    "Ask for the kernel's open comms; the msg_id, or with `reply=True` an awaitable of the comm_info_reply"
-    content = {} if target_name is None else {'target_name': target_name}
-    return self._request('shell', 'comm_info_request', content, reply, timeout, msg_id, subshell_id)
+    def history(self,
+                raw:bool=True,                # the input as typed, not as transformed
+                output:bool=False,            # include the outputs
+                hist_access_type:str='range', # 'range' (session, start, stop), 'tail' (n) or 'search' (pattern)
+                *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id:str|None=None,
+                **kwargs):                    # session, start, stop, n, pattern, unique
+        "Ask for history entries; the msg_id, or with `reply=True` an awaitable of the history_reply"
+        if hist_access_type == 'range':
+            kwargs.setdefault('session', 0)
+            kwargs.setdefault('start', 0)
+        content = dict(raw=raw, output=output, hist_access_type=hist_access_type, **kwargs)
+        return self._request('shell', 'history_request', content, reply, timeout, msg_id, subshell_id)
 
-# %% ../nbs/05_requests.ipynb #94261bda
-@patch
-def shell_request(self:KernelRequests,
-                  msg_type:str,              # e.g. 'kernel_info_request'
-                  *, reply:bool=True,        # return an awaitable of the reply (False: the msg_id)
-                  timeout=USE_DEFAULT,       # seconds to wait for the reply (None: forever)
-                  msg_id:str|None=None,      # msg_id to send under (default: a fresh one)
-                  subshell_id:str|None=None, # run on this subshell
-                  **content):                # the request's content
-    "Send a `msg_type` request on shell; an awaitable of its reply (the msg_id with `reply=False`)"
-    return self._request('shell', msg_type, content, reply, timeout, msg_id, subshell_id)
+    def is_complete(self,
+                    code:str, # the code typed so far
+                    *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id=USE_DEFAULT):
+        "Ask whether `code` is ready to run; the msg_id, or with `reply=True` an awaitable of the is_complete_reply"
+        return self._quick_request('shell', 'is_complete_request', {'code':code}, reply, timeout, msg_id, subshell_id)
 
-@patch
-def control_request(self:KernelRequests,
-                    msg_type:str,         # e.g. 'interrupt_request'
-                    *, reply:bool=True,   # return an awaitable of the reply (False: the msg_id)
-                    timeout=USE_DEFAULT,  # seconds to wait for the reply (None: forever)
-                    msg_id:str|None=None, # msg_id to send under (default: a fresh one)
-                    **content):           # the request's content
-    "Send a `msg_type` request on control; an awaitable of its reply (the msg_id with `reply=False`)"
-    return self._request('control', msg_type, content, reply, timeout, msg_id)
+    def comm_info(self,
+                  target_name:str|None=None, # only the comms of this target
+                  *, reply:bool=False, timeout=USE_DEFAULT, msg_id:str|None=None, subshell_id:str|None=None):
+        "Ask for the kernel's open comms; the msg_id, or with `reply=True` an awaitable of the comm_info_reply"
+        content = {} if target_name is None else {'target_name': target_name}
+        return self._request('shell', 'comm_info_request', content, reply, timeout, msg_id, subshell_id)
+
+    def shell_request(self,
+                      msg_type:str,              # e.g. 'kernel_info_request'
+                      *, reply:bool=True,        # return an awaitable of the reply (False: the msg_id)
+                      timeout=USE_DEFAULT,       # seconds to wait for the reply (None: forever)
+                      msg_id:str|None=None,      # msg_id to send under (default: a fresh one)
+                      subshell_id:str|None=None, # run on this subshell
+                      **content):                # the request's content
+        "Send a `msg_type` request on shell; an awaitable of its reply (the msg_id with `reply=False`)"
+        return self._request('shell', msg_type, content, reply, timeout, msg_id, subshell_id)
+
+    def control_request(self,
+                        msg_type:str,         # e.g. 'interrupt_request'
+                        *, reply:bool=True,   # return an awaitable of the reply (False: the msg_id)
+                        timeout=USE_DEFAULT,  # seconds to wait for the reply (None: forever)
+                        msg_id:str|None=None, # msg_id to send under (default: a fresh one)
+                        **content):           # the request's content
+        "Send a `msg_type` request on control; an awaitable of its reply (the msg_id with `reply=False`)"
+        return self._request('control', msg_type, content, reply, timeout, msg_id)
+
+    async def _async_recv_reply(self,
+                                msg_id:str,          # the request sent earlier with `reply=False`
+                                timeout=USE_DEFAULT, # seconds to wait (None: forever; default `reply_timeout`)
+                                channel:str='shell') -> dict: # 'shell' or 'control'
+        "The reply to request `msg_id`, whether it arrived already or is still to come"
+        reply = self.router.queues[channel].claim(msg_id)
+        if reply is not None: return reply
+        self.router.abandoned.pop(msg_id, None)  # waited for before and given up on: wanted again
+        self.router.register(msg_id, 'request', self.reply_timeout if timeout is USE_DEFAULT else timeout, channel=channel)
+        return await PendingReply(msg_id, self.router)
+
+    def _kernel_output_hook(self):
+        "When running inside an IPython kernel, a hook republishing rich output there; else None"
+        ip = sys.modules['IPython'].get_ipython() if 'IPython' in sys.modules else None
+        if ip is None or not getattr(ip, 'kernel', False): return None
+        pub = ip.display_pub
+        return partial(self._output_hook_kernel, pub.session, pub.pub_socket, pub.parent_header)
+
+    async def _stdin_hook_default(self, msg:dict) -> str|None:
+        "Ask the terminal for the input `msg` requests; returns the answer"
+        content, loop = msg['content'], asyncio.get_running_loop()
+        ask, answer = getpass if content.get('password') else input, loop.create_future()
+        def read():
+            try: value = ask(content['prompt'])
+            except EOFError: value = self._end_of_input()
+            except KeyboardInterrupt: value = None
+            try: loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(value))
+            except RuntimeError: pass  # the loop closed meanwhile
+        threading.Thread(target=read, daemon=True).start()
+        return await answer
+
+    def input(self,
+              string:str,             # the text typed
+              parent:dict|None=None): # the input_request answered (default: see above)
+        "Send `string` as the answer to an input_request"
+        inputs = self.router.inputs
+        if parent is None: parent = _answering.get() or (inputs[-1] if inputs else None)
+        if parent in inputs: inputs.remove(parent)
+        self.stdin_channel.send(self.session.msg('input_reply', {'value': string}, parent=parent))
+
+    def _stdin_handler(self,
+                       hook,       # called with each input_request; returns the answer, an awaitable of it, or None
+                       tasks:set): # where tasks running async hooks are kept, for their owner to cancel
+        "An `on_stdin` handler that runs `hook` on each input_request of one request"
+        ctx = contextvars.copy_context()
+        def handle(msg):
+            if msg['msg_type'] == 'input_request': ctx.copy().run(self._run_stdin_hook, hook, msg, tasks)
+        return handle
+
+    def _run_stdin_hook(self, hook, msg:dict, tasks:set):
+        _answering.set(msg)
+        try: answer = hook(msg)
+        except Exception: return self._stdin_hook_failed(msg)
+        if inspect.isawaitable(answer):
+            task = asyncio.ensure_future(self._await_answer(answer, msg))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        else: self._answer(msg, answer)
+
+    async def _await_answer(self, answer, msg:dict):
+        try: answer = await answer
+        except Exception: return self._stdin_hook_failed(msg)
+        self._answer(msg, answer)
+
+    def _answer(self, msg:dict, answer):
+        if isinstance(answer, str) and msg in self.router.inputs: self.input(answer, msg)
+
+    def _stdin_hook_failed(self, msg:dict):
+        _log.exception("stdin hook failed on %r: answering end-of-input", msg['content'].get('prompt'))
+        if msg in self.router.inputs: self.input(self._end_of_input(), msg)
+
+    async def execute_interactive(self,
+            code:str,                      # code to run
+            silent:bool=False,             # run quietly: no outputs, no history
+            store_history:bool=True,       # add to the kernel's history
+            user_expressions:dict|None=None, # name -> expression evaluated after the code
+            allow_stdin:bool|None=None,    # may the code ask for input (default: the client's `allow_stdin`)
+            stop_on_error:bool=True,       # abort queued executions after an error
+            timeout=USE_DEFAULT,           # seconds for the whole call (None: forever)
+            output_hook=None,              # called with each of this request's iopub messages
+            stdin_hook=None,               # called with each input_request; returns the answer (or an awaitable of it)
+            *, msg_id:str|None=None,       # msg_id to send under
+            subshell_id:str|None=None) -> dict: # run on this subshell
+        "Run `code`, passing its output to `output_hook` and its input requests to `stdin_hook`; returns the reply"
+        if not self.iopub_channel.is_alive(): raise RuntimeError("IOPub channel must be running to receive output")
+        if allow_stdin is None: allow_stdin = self.allow_stdin
+        if allow_stdin and not self.stdin_channel.is_alive(): raise RuntimeError("stdin channel must be running to allow input")
+        tasks = set()
+        on_stdin = self._stdin_handler(stdin_hook or self._stdin_hook_default, tasks) if allow_stdin else None
+        output_hook = _in_this_context(output_hook or self._kernel_output_hook() or self._output_hook_default)
+        pending = self.execute(code, silent, store_history, user_expressions, allow_stdin, stop_on_error, reply=True,
+                               timeout=timeout, msg_id=msg_id, subshell_id=subshell_id,
+                               until_idle=True, on_iopub=output_hook, on_stdin=on_stdin)
+        try: return await pending
+        finally:
+            for t in tasks: t.cancel()  # (a prompt still open when the call gives up is ended by the router)
 
 # %% ../nbs/05_requests.ipynb #5aec9034
-@patch
-async def _async_recv_reply(self:KernelRequests,
-                            msg_id:str,          # the request sent earlier with `reply=False`
-                            timeout=USE_DEFAULT, # seconds to wait (None: forever; default `reply_timeout`)
-                            channel:str='shell') -> dict: # 'shell' or 'control'
-    "The reply to request `msg_id`, whether it arrived already or is still to come"
-    reply = self.router.queues[channel].claim(msg_id)
-    if reply is not None: return reply
-    self.router.abandoned.pop(msg_id, None)  # waited for before and given up on: wanted again
-    self.router.register(msg_id, 'request', self.reply_timeout if timeout is USE_DEFAULT else timeout, channel=channel)
-    return await PendingReply(msg_id, self.router)
-
 KernelRequests._recv_reply = KernelRequests._async_recv_reply  # AsyncKernelClient's name for the same call
-
-# %% ../nbs/05_requests.ipynb #6edd15d6
-@patch
-def _kernel_output_hook(self:KernelRequests):
-    "When running inside an IPython kernel, a hook republishing rich output there; else None"
-    ip = sys.modules['IPython'].get_ipython() if 'IPython' in sys.modules else None
-    if ip is None or not getattr(ip, 'kernel', False): return None
-    pub = ip.display_pub
-    return partial(self._output_hook_kernel, pub.session, pub.pub_socket, pub.parent_header)
 
 # %% ../nbs/05_requests.ipynb #ff012621
 def _in_this_context(hook):
@@ -129,95 +192,5 @@ def _in_this_context(hook):
     ctx = contextvars.copy_context()
     return lambda msg: ctx.run(hook, msg)
 
-# %% ../nbs/05_requests.ipynb #24c4c987
-@patch
-async def _stdin_hook_default(self:KernelRequests, msg:dict) -> str|None:
-    "Ask the terminal for the input `msg` requests; returns the answer"
-    content, loop = msg['content'], asyncio.get_running_loop()
-    ask, answer = getpass if content.get('password') else input, loop.create_future()
-    def read():
-        try: value = ask(content['prompt'])
-        except EOFError: value = self._end_of_input()
-        except KeyboardInterrupt: value = None
-        try: loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(value))
-        except RuntimeError: pass  # the loop closed meanwhile
-    threading.Thread(target=read, daemon=True).start()
-    return await answer
-
 # %% ../nbs/05_requests.ipynb #52271705
 _answering = contextvars.ContextVar('conkernel_answering', default=None)  # the input_request a hook handles
-
-@patch
-def input(self:KernelRequests,
-          string:str,             # the text typed
-          parent:dict|None=None): # the input_request answered (default: see above)
-    "Send `string` as the answer to an input_request"
-    inputs = self.router.inputs
-    if parent is None: parent = _answering.get() or (inputs[-1] if inputs else None)
-    if parent in inputs: inputs.remove(parent)
-    self.stdin_channel.send(self.session.msg('input_reply', {'value': string}, parent=parent))
-
-# %% ../nbs/05_requests.ipynb #fa0b112c
-@patch
-def _stdin_handler(self:KernelRequests,
-                   hook,       # called with each input_request; returns the answer, an awaitable of it, or None
-                   tasks:set): # where tasks running async hooks are kept, for their owner to cancel
-    "An `on_stdin` handler that runs `hook` on each input_request of one request"
-    ctx = contextvars.copy_context()
-    def handle(msg):
-        if msg['msg_type'] == 'input_request': ctx.copy().run(self._run_stdin_hook, hook, msg, tasks)
-    return handle
-
-@patch
-def _run_stdin_hook(self:KernelRequests, hook, msg:dict, tasks:set):
-    _answering.set(msg)
-    try: answer = hook(msg)
-    except Exception: return self._stdin_hook_failed(msg)
-    if inspect.isawaitable(answer):
-        task = asyncio.ensure_future(self._await_answer(answer, msg))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-    else: self._answer(msg, answer)
-
-@patch
-async def _await_answer(self:KernelRequests, answer, msg:dict):
-    try: answer = await answer
-    except Exception: return self._stdin_hook_failed(msg)
-    self._answer(msg, answer)
-
-@patch
-def _answer(self:KernelRequests, msg:dict, answer):
-    if isinstance(answer, str) and msg in self.router.inputs: self.input(answer, msg)
-
-@patch
-def _stdin_hook_failed(self:KernelRequests, msg:dict):
-    _log.exception("stdin hook failed on %r: answering end-of-input", msg['content'].get('prompt'))
-    if msg in self.router.inputs: self.input(self._end_of_input(), msg)
-
-# %% ../nbs/05_requests.ipynb #ef4815b9
-@patch
-async def execute_interactive(self:KernelRequests,
-        code:str,                      # code to run
-        silent:bool=False,             # run quietly: no outputs, no history
-        store_history:bool=True,       # add to the kernel's history
-        user_expressions:dict|None=None, # name -> expression evaluated after the code
-        allow_stdin:bool|None=None,    # may the code ask for input (default: the client's `allow_stdin`)
-        stop_on_error:bool=True,       # abort queued executions after an error
-        timeout=USE_DEFAULT,           # seconds for the whole call (None: forever)
-        output_hook=None,              # called with each of this request's iopub messages
-        stdin_hook=None,               # called with each input_request; returns the answer (or an awaitable of it)
-        *, msg_id:str|None=None,       # msg_id to send under
-        subshell_id:str|None=None) -> dict: # run on this subshell
-    "Run `code`, passing its output to `output_hook` and its input requests to `stdin_hook`; returns the reply"
-    if not self.iopub_channel.is_alive(): raise RuntimeError("IOPub channel must be running to receive output")
-    if allow_stdin is None: allow_stdin = self.allow_stdin
-    if allow_stdin and not self.stdin_channel.is_alive(): raise RuntimeError("stdin channel must be running to allow input")
-    tasks = set()
-    on_stdin = self._stdin_handler(stdin_hook or self._stdin_hook_default, tasks) if allow_stdin else None
-    output_hook = _in_this_context(output_hook or self._kernel_output_hook() or self._output_hook_default)
-    pending = self.execute(code, silent, store_history, user_expressions, allow_stdin, stop_on_error, reply=True,
-                           timeout=timeout, msg_id=msg_id, subshell_id=subshell_id,
-                           until_idle=True, on_iopub=output_hook, on_stdin=on_stdin)
-    try: return await pending
-    finally:
-        for t in tasks: t.cancel()  # (a prompt still open when the call gives up is ended by the router)

@@ -12,7 +12,6 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Coroutine, Mapping
 from queue import Empty
 
-from fastcore.utils import patch
 
 from .errors import MessageTooLargeError
 from .wire import IOPUB_TYPES
@@ -88,16 +87,14 @@ class MsgQueue:
             getter = self.getters.popleft()
             if not getter.done(): getter.set_exception(error())
 
-# %% ../nbs/02_router.ipynb #8b4713be
-@patch
-def claim(self:MsgQueue, msg_id:str) -> dict|None:
-    "Take the first queued message answering `msg_id` out of the queue, leaving the others in order"
-    for i,msg in enumerate(self.items):
-        if (msg['parent_header'] or {}).get('msg_id') == msg_id:
-            del self.items[i]
-            self.nbytes -= self.sizes[i]
-            del self.sizes[i]
-            return msg
+    def claim(self, msg_id:str) -> dict|None:
+        "Take the first queued message answering `msg_id` out of the queue, leaving the others in order"
+        for i,msg in enumerate(self.items):
+            if (msg['parent_header'] or {}).get('msg_id') == msg_id:
+                del self.items[i]
+                self.nbytes -= self.sizes[i]
+                del self.sizes[i]
+                return msg
 
 # %% ../nbs/02_router.ipynb #5b057f2a
 class Pending:
@@ -134,197 +131,173 @@ class Router:
         self.watchers = {}  # iopub msg_type -> handler given every such message, whoever caused it (comms, debug events)
         self.loop = None  # the event loop the client started on: requests from another loop are refused
 
-# %% ../nbs/02_router.ipynb #91861861
-@patch
-def register(self:Router, msg_id:str, msg_type:str, timeout:float|None=None, until_idle:bool=False,
-             on_iopub=None, on_stdin=None, on_reply=None, channel:str='shell', subshell_id:str|None=None) -> asyncio.Future:
-    "Track `msg_id` until its reply (and idle, if `until_idle`) arrives; returns the reply future"
-    self.check_open()
-    if msg_id in self.requests: raise ValueError(f"a request with msg_id {msg_id!r} is already in flight")
-    if timeout is not None and not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 <= timeout < float('inf')):
-        raise ValueError(f"timeout={timeout!r}: give a number of seconds (0 or more), or None to wait forever")
-    loop = self.loop or asyncio.get_running_loop()  # check_open made sure it is the running loop
-    self.sent += 1
-    p = Pending(msg_type, loop.create_future(), until_idle, on_iopub, on_stdin, on_reply, channel, subshell_id, self.sent)
-    if timeout is not None:
-        p.timer = loop.call_later(timeout, self.expire, msg_id, timeout)
-        p.deadline = p.timer.when(),timeout
-    self.requests[msg_id] = p
-    return p.future
+    def register(self, msg_id:str, msg_type:str, timeout:float|None=None, until_idle:bool=False,
+                 on_iopub=None, on_stdin=None, on_reply=None, channel:str='shell', subshell_id:str|None=None) -> asyncio.Future:
+        "Track `msg_id` until its reply (and idle, if `until_idle`) arrives; returns the reply future"
+        self.check_open()
+        if msg_id in self.requests: raise ValueError(f"a request with msg_id {msg_id!r} is already in flight")
+        if timeout is not None and not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 <= timeout < float('inf')):
+            raise ValueError(f"timeout={timeout!r}: give a number of seconds (0 or more), or None to wait forever")
+        loop = self.loop or asyncio.get_running_loop()  # check_open made sure it is the running loop
+        self.sent += 1
+        p = Pending(msg_type, loop.create_future(), until_idle, on_iopub, on_stdin, on_reply, channel, subshell_id, self.sent)
+        if timeout is not None:
+            p.timer = loop.call_later(timeout, self.expire, msg_id, timeout)
+            p.deadline = p.timer.when(),timeout
+        self.requests[msg_id] = p
+        return p.future
 
-@patch
-def _remove(self:Router, msg_id:str) -> Pending|None:
-    p = self.requests.pop(msg_id, None)
-    if p is not None and p.timer is not None: p.timer.cancel()
-    return p
+    def _remove(self, msg_id:str) -> Pending|None:
+        p = self.requests.pop(msg_id, None)
+        if p is not None and p.timer is not None: p.timer.cancel()
+        return p
 
-@patch
-def check_open(self:Router):
-    "Raise the router's closing error (a fresh one), if it was closed; refuse a call from another event loop"
-    if self.error is not None: raise self.error()
-    loop = asyncio._get_running_loop()
-    if loop is not self.loop and loop is not None and self.loop is not None:
-        raise RuntimeError("this client was started on another event loop (its replies are read there): "
-                           "start a client in this loop")
+    def check_open(self):
+        "Raise the router's closing error (a fresh one), if it was closed; refuse a call from another event loop"
+        if self.error is not None: raise self.error()
+        loop = asyncio._get_running_loop()
+        if loop is not self.loop and loop is not None and self.loop is not None:
+            raise RuntimeError("this client was started on another event loop (its replies are read there): "
+                               "start a client in this loop")
 
-@patch
-def _drop(self:Router, msg_id:str) -> Pending|None:
-    "Remove `msg_id`, whose caller will not take its reply: a late reply is dropped, its prompts (come or to come) ended"
-    p = self._remove(msg_id)
-    if p is None: return None
-    if p.reply is None:  # (one that only waited for its idle has had its reply: its prompts came before it)
-        self.abandoned[msg_id] = None
-        if len(self.abandoned) > self.maxlen: self.abandoned.popitem(last=False)
-    for m in [m for m in self.inputs if m['parent_header'].get('msg_id') == msg_id]:
-        self.inputs.remove(m)
-        self.queues['stdin'].claim(msg_id)  # answered now: a `get_stdin_msg` reader would answer it again
-        self._end_prompt(m)
-    return p
+    def _drop(self, msg_id:str) -> Pending|None:
+        "Remove `msg_id`, whose caller will not take its reply: a late reply is dropped, its prompts (come or to come) ended"
+        p = self._remove(msg_id)
+        if p is None: return None
+        if p.reply is None:  # (one that only waited for its idle has had its reply: its prompts came before it)
+            self.abandoned[msg_id] = None
+            if len(self.abandoned) > self.maxlen: self.abandoned.popitem(last=False)
+        for m in [m for m in self.inputs if m['parent_header'].get('msg_id') == msg_id]:
+            self.inputs.remove(m)
+            self.queues['stdin'].claim(msg_id)  # answered now: a `get_stdin_msg` reader would answer it again
+            self._end_prompt(m)
+        return p
 
-@patch
-def _end_prompt(self:Router, msg:dict):
-    "End the input_request `msg`, whose request's caller will not answer it"
-    self.stats['inputs_ended'] += 1
-    if self.on_orphaned_input is not None: self.call_handler(self.on_orphaned_input, msg)
+    def _end_prompt(self, msg:dict):
+        "End the input_request `msg`, whose request's caller will not answer it"
+        self.stats['inputs_ended'] += 1
+        if self.on_orphaned_input is not None: self.call_handler(self.on_orphaned_input, msg)
 
-@patch
-def _abandon(self:Router, msg_id:str, stat:str) -> Pending|None:
-    "Remove `msg_id` because its caller stopped waiting, counted as `stat`"
-    p = self._drop(msg_id)
-    if p is not None: self.stats[stat] += 1
-    return p
-
-@patch
-def expire(self:Router, msg_id:str, timeout:float):
-    "Fail `msg_id`'s waiter with `TimeoutError`"
-    p = self._abandon(msg_id, 'timed_out')
-    if p is None: return
-    if not p.future.done():
-        p.future.set_exception(TimeoutError(f"no reply to {p.msg_type} {msg_id} within {timeout} s"))
-        p.future.exception()  # a caller who dropped the request is not told of it at exit
-
-@patch
-def forget(self:Router, msg_id:str, future:asyncio.Future|None=None):
-    "Withdraw `msg_id` (only if its future is `future`, when given): its caller stopped waiting"
-    p = self.requests.get(msg_id)
-    if p is None or (future is not None and p.future is not future): return
-    self._abandon(msg_id, 'abandoned')
-    p.future.cancel()
-
-# %% ../nbs/02_router.ipynb #f0d2ce67
-@patch
-def dispatch(self:Router, channel:str, msg:dict, nbytes:int=0):
-    "Give `msg` (`nbytes` on the wire) to the request it answers, else to `channel`'s queue"
-    msg_id = msg['parent_header'].get('msg_id')  # the wire reader makes a null parent {} and checks the msg_id's type
-    p = self.requests.get(msg_id)
-    if channel == 'iopub':
-        self.queues['iopub'].put(msg, nbytes)
-        if msg['msg_type'] not in IOPUB_TYPES: self.stats['unlisted_iopub'] += 1  # delivered all the same (see `wire`)
-        if self.watchers and (watcher := self.watchers.get(msg['msg_type'])) is not None: self.call_handler(watcher, msg)
-        if p is None: return
-        p.heard = self.heard
-        if p.on_iopub is not None: self.call_handler(p.on_iopub, msg)
-        if p.want_idle and msg['msg_type'] == 'status' and msg['content'].get('execution_state') == 'idle':
-            p.want_idle = False
-            if p.finished: self._finish(msg_id)
-    elif channel == 'stdin':
-        if msg['msg_type'] == 'input_request':
-            if p is None and msg_id in self.abandoned: return self._end_prompt(msg)  # asked after its caller gave up
-            self.inputs.append(msg)
-        if p is not None and p.on_stdin is not None: self.call_handler(p.on_stdin, msg)
-        else: self._keep(channel, msg, nbytes)
-    elif p is None and msg_id in self.abandoned:
-        del self.abandoned[msg_id]
-        self.stats['late'] += 1
-    elif p is None or p.reply is not None: self._keep(channel, msg, nbytes)
-    elif p.on_reply is not None and self.call_handler(p.on_reply, msg): pass  # its handler keeps it waiting (sent again)
-    else:
-        p.reply,p.heard = msg,self.heard
-        if p.finished: self._finish(msg_id)
-        elif self.iopub_timeout is not None: self._await_idle(msg_id, p, self.iopub_timeout)
-
-@patch
-def _keep(self:Router, channel:str, msg:dict, nbytes:int=0):
-    self.stats[f'unclaimed_{channel}'] += 1
-    self.queues[channel].put(msg, nbytes)
-
-@patch
-def _finish(self:Router, msg_id:str):
-    p = self._remove(msg_id)
-    if not p.future.done(): p.future.set_result(p.reply)
-
-# %% ../nbs/02_router.ipynb #9c4d2e6b
-@patch
-def call_handler(self:Router, handler, msg:dict):
-    "`handler(msg)`'s result; a handler that fails is logged (and gives None), never stops the reader"
-    try: return handler(msg)
-    except Exception: _log.exception("handler %r failed on a %s message", handler, msg['msg_type'])
-
-# %% ../nbs/02_router.ipynb #265c5af7
-@patch
-def _await_idle(self:Router, msg_id:str, p:Pending, delay:float):
-    "Look again in `delay` s whether the idle of `msg_id` (whose reply is in) is overdue; its caller's timeout still holds"
-    loop = asyncio.get_running_loop()
-    if p.timer is not None: p.timer.cancel()
-    if p.deadline is not None and loop.time() + delay >= p.deadline[0]: p.timer = loop.call_at(p.deadline[0], self.expire, msg_id, p.deadline[1])
-    else: p.timer = loop.call_later(delay, self._idle_overdue, msg_id)
-
-@patch
-def _idle_overdue(self:Router, msg_id:str):
-    p = self.requests.get(msg_id)
-    if p is None: return
-    silent = asyncio.get_running_loop().time() - p.heard
-    if silent < self.iopub_timeout: return self._await_idle(msg_id, p, self.iopub_timeout - silent)
-    self.note(msg_id, f"no idle status within {self.iopub_timeout} s of its last output: outputs may be missing",
-              'idle_missing')
-    p.want_idle = False
-    self._finish(msg_id)
-
-@patch
-def note(self:Router, msg_id:str, text:str, stat:str):
-    "Count `stat`, and add `text` to the notes of request `msg_id` if it is in flight"
-    self.stats[stat] += 1
-    p = self.requests.get(msg_id)
-    if p is not None: p.notes.append(text)
-
-# %% ../nbs/02_router.ipynb #145944f4
-@patch
-def fail(self:Router, msg_ids, error):
-    "Fail requests `msg_ids`, each with its own exception made by `error()`; their late replies are dropped, their prompts ended"
-    for msg_id in msg_ids:
+    def _abandon(self, msg_id:str, stat:str) -> Pending|None:
+        "Remove `msg_id` because its caller stopped waiting, counted as `stat`"
         p = self._drop(msg_id)
-        if p is not None and not p.future.done():
-            p.future.set_exception(error())
+        if p is not None: self.stats[stat] += 1
+        return p
+
+    def expire(self, msg_id:str, timeout:float):
+        "Fail `msg_id`'s waiter with `TimeoutError`"
+        p = self._abandon(msg_id, 'timed_out')
+        if p is None: return
+        if not p.future.done():
+            p.future.set_exception(TimeoutError(f"no reply to {p.msg_type} {msg_id} within {timeout} s"))
             p.future.exception()  # a caller who dropped the request is not told of it at exit
 
-@patch
-def close(self:Router,
-          error): # makes the exception each caller gets: an exception class, or e.g. `partial(DeadKernelError, why)`
-    "Fail every in-flight request and queue getter, each with a fresh `error()`; refuse new requests and reads of empty queues"
-    if not callable(error) or isinstance(error, BaseException):
-        raise TypeError(f"close takes a function making the exception (each caller gets its own), not {error!r}")
-    self.fail(list(self.requests), error)  # while sends still go out: their prompts are ended
-    self.closed,self.error = error(),error
-    for q in self.queues.values(): q.close(error)
+    def forget(self, msg_id:str, future:asyncio.Future|None=None):
+        "Withdraw `msg_id` (only if its future is `future`, when given): its caller stopped waiting"
+        p = self.requests.get(msg_id)
+        if p is None or (future is not None and p.future is not future): return
+        self._abandon(msg_id, 'abandoned')
+        p.future.cancel()
 
-@patch
-def reopen(self:Router):
-    "Accept requests again"
-    self.closed = self.error = None
-    for q in self.queues.values(): q.close(None)
+    def dispatch(self, channel:str, msg:dict, nbytes:int=0):
+        "Give `msg` (`nbytes` on the wire) to the request it answers, else to `channel`'s queue"
+        msg_id = msg['parent_header'].get('msg_id')  # the wire reader makes a null parent {} and checks the msg_id's type
+        p = self.requests.get(msg_id)
+        if channel == 'iopub':
+            self.queues['iopub'].put(msg, nbytes)
+            if msg['msg_type'] not in IOPUB_TYPES: self.stats['unlisted_iopub'] += 1  # delivered all the same (see `wire`)
+            if self.watchers and (watcher := self.watchers.get(msg['msg_type'])) is not None: self.call_handler(watcher, msg)
+            if p is None: return
+            p.heard = self.heard
+            if p.on_iopub is not None: self.call_handler(p.on_iopub, msg)
+            if p.want_idle and msg['msg_type'] == 'status' and msg['content'].get('execution_state') == 'idle':
+                p.want_idle = False
+                if p.finished: self._finish(msg_id)
+        elif channel == 'stdin':
+            if msg['msg_type'] == 'input_request':
+                if p is None and msg_id in self.abandoned: return self._end_prompt(msg)  # asked after its caller gave up
+                self.inputs.append(msg)
+            if p is not None and p.on_stdin is not None: self.call_handler(p.on_stdin, msg)
+            else: self._keep(channel, msg, nbytes)
+        elif p is None and msg_id in self.abandoned:
+            del self.abandoned[msg_id]
+            self.stats['late'] += 1
+        elif p is None or p.reply is not None: self._keep(channel, msg, nbytes)
+        elif p.on_reply is not None and self.call_handler(p.on_reply, msg): pass  # its handler keeps it waiting (sent again)
+        else:
+            p.reply,p.heard = msg,self.heard
+            if p.finished: self._finish(msg_id)
+            elif self.iopub_timeout is not None: self._await_idle(msg_id, p, self.iopub_timeout)
 
-@patch
-def reject(self:Router, channel:str, exc:Exception):
-    "Count a message that failed its checks by its kind (a `BadMessage`'s `kind`) and log the first of each kind; an oversized reply fails its request"
-    kind = getattr(exc, 'kind', type(exc).__name__)
-    self.stats[kind] += 1
-    if self.stats[kind] == 1: _log.warning("dropped a bad message on %s (%s); later ones of this kind are "
-                                           "only counted in the client's stats", channel, exc)
-    parent = getattr(exc, 'parent', None)
-    if parent not in self.requests: return
-    if channel == 'iopub': self.requests[parent].notes.append(f"an output was dropped: {exc}")
-    elif channel != 'stdin' and self.requests[parent].reply is None:
-        self.fail([parent], partial(MessageTooLargeError, f"the reply to {parent} was dropped: {exc}"))
+    def _keep(self, channel:str, msg:dict, nbytes:int=0):
+        self.stats[f'unclaimed_{channel}'] += 1
+        self.queues[channel].put(msg, nbytes)
+
+    def _finish(self, msg_id:str):
+        p = self._remove(msg_id)
+        if not p.future.done(): p.future.set_result(p.reply)
+
+    def call_handler(self, handler, msg:dict):
+        "`handler(msg)`'s result; a handler that fails is logged (and gives None), never stops the reader"
+        try: return handler(msg)
+        except Exception: _log.exception("handler %r failed on a %s message", handler, msg['msg_type'])
+
+    def _await_idle(self, msg_id:str, p:Pending, delay:float):
+        "Look again in `delay` s whether the idle of `msg_id` (whose reply is in) is overdue; its caller's timeout still holds"
+        loop = asyncio.get_running_loop()
+        if p.timer is not None: p.timer.cancel()
+        if p.deadline is not None and loop.time() + delay >= p.deadline[0]: p.timer = loop.call_at(p.deadline[0], self.expire, msg_id, p.deadline[1])
+        else: p.timer = loop.call_later(delay, self._idle_overdue, msg_id)
+
+    def _idle_overdue(self, msg_id:str):
+        p = self.requests.get(msg_id)
+        if p is None: return
+        silent = asyncio.get_running_loop().time() - p.heard
+        if silent < self.iopub_timeout: return self._await_idle(msg_id, p, self.iopub_timeout - silent)
+        self.note(msg_id, f"no idle status within {self.iopub_timeout} s of its last output: outputs may be missing",
+                  'idle_missing')
+        p.want_idle = False
+        self._finish(msg_id)
+
+    def note(self, msg_id:str, text:str, stat:str):
+        "Count `stat`, and add `text` to the notes of request `msg_id` if it is in flight"
+        self.stats[stat] += 1
+        p = self.requests.get(msg_id)
+        if p is not None: p.notes.append(text)
+
+    def fail(self, msg_ids, error):
+        "Fail requests `msg_ids`, each with its own exception made by `error()`; their late replies are dropped, their prompts ended"
+        for msg_id in msg_ids:
+            p = self._drop(msg_id)
+            if p is not None and not p.future.done():
+                p.future.set_exception(error())
+                p.future.exception()  # a caller who dropped the request is not told of it at exit
+
+    def close(self,
+              error): # makes the exception each caller gets: an exception class, or e.g. `partial(DeadKernelError, why)`
+        "Fail every in-flight request and queue getter, each with a fresh `error()`; refuse new requests and reads of empty queues"
+        if not callable(error) or isinstance(error, BaseException):
+            raise TypeError(f"close takes a function making the exception (each caller gets its own), not {error!r}")
+        self.fail(list(self.requests), error)  # while sends still go out: their prompts are ended
+        self.closed,self.error = error(),error
+        for q in self.queues.values(): q.close(error)
+
+    def reopen(self):
+        "Accept requests again"
+        self.closed = self.error = None
+        for q in self.queues.values(): q.close(None)
+
+    def reject(self, channel:str, exc:Exception):
+        "Count a message that failed its checks by its kind (a `BadMessage`'s `kind`) and log the first of each kind; an oversized reply fails its request"
+        kind = getattr(exc, 'kind', type(exc).__name__)
+        self.stats[kind] += 1
+        if self.stats[kind] == 1: _log.warning("dropped a bad message on %s (%s); later ones of this kind are "
+                                               "only counted in the client's stats", channel, exc)
+        parent = getattr(exc, 'parent', None)
+        if parent not in self.requests: return
+        if channel == 'iopub': self.requests[parent].notes.append(f"an output was dropped: {exc}")
+        elif channel != 'stdin' and self.requests[parent].reply is None:
+            self.fail([parent], partial(MessageTooLargeError, f"the reply to {parent} was dropped: {exc}"))
 
 # %% ../nbs/02_router.ipynb #134209b5
 class CoroutineLike:

@@ -10,7 +10,6 @@ import asyncio, selectors, socket, threading, time
 from functools import partial
 
 import zmq
-from fastcore.utils import patch
 
 from .errors import ChannelsStoppedError
 from .router import CHANNELS
@@ -97,48 +96,43 @@ class SelectorThread:
         self.callbacks.pop(fd, None)
         self._change('remove', fd)
 
-# %% ../nbs/03_transport.ipynb #84e8488a
-@patch
-def _apply(self:SelectorThread):
-    with self.lock: changes, self.changes = self.changes, []
-    for op, fd in changes:
+    def _apply(self):
+        with self.lock: changes, self.changes = self.changes, []
+        for op, fd in changes:
+            try:
+                if op == 'add': self.selector.register(fd, selectors.EVENT_READ)
+                else: self.selector.unregister(fd)
+            except (KeyError, ValueError, OSError): pass  # already (un)registered, or closed meanwhile
+
+    def _run(self):
         try:
-            if op == 'add': self.selector.register(fd, selectors.EVENT_READ)
-            else: self.selector.unregister(fd)
-        except (KeyError, ValueError, OSError): pass  # already (un)registered, or closed meanwhile
+            while not self.closing:
+                self._apply()
+                for key, _ in self.selector.select():
+                    if key.fileobj is self.wake_r:
+                        try: self.wake_r.recv(4096)
+                        except BlockingIOError: pass
+                        continue
+                    self.selector.unregister(key.fd)  # until the loop has run its reader
+                    self.loop.call_soon_threadsafe(self._ready, key.fd)
+        except RuntimeError: pass  # the loop is closed: nobody is left to call
+        finally:
+            self.selector.close()
+            self.wake_r.close()
 
-@patch
-def _run(self:SelectorThread):
-    try:
-        while not self.closing:
-            self._apply()
-            for key, _ in self.selector.select():
-                if key.fileobj is self.wake_r:
-                    try: self.wake_r.recv(4096)
-                    except BlockingIOError: pass
-                    continue
-                self.selector.unregister(key.fd)  # until the loop has run its reader
-                self.loop.call_soon_threadsafe(self._ready, key.fd)
-    except RuntimeError: pass  # the loop is closed: nobody is left to call
-    finally:
-        self.selector.close()
-        self.wake_r.close()
+    def _ready(self, fd:int):
+        callback = self.callbacks.get(fd)
+        if callback is None: return
+        try: callback()
+        finally:
+            if fd in self.callbacks: self._change('add', fd)
 
-@patch
-def _ready(self:SelectorThread, fd:int):
-    callback = self.callbacks.get(fd)
-    if callback is None: return
-    try: callback()
-    finally:
-        if fd in self.callbacks: self._change('add', fd)
-
-@patch
-def close(self:SelectorThread):
-    "Stop the thread and wait for it"
-    self.closing = True
-    self._wake()
-    self.thread.join()
-    self.wake_w.close()
+    def close(self):
+        "Stop the thread and wait for it"
+        self.closing = True
+        self._wake()
+        self.thread.join()
+        self.wake_w.close()
 
 # %% ../nbs/03_transport.ipynb #38f0b6d6
 class FdWatcher:
@@ -172,6 +166,87 @@ class ZMQTransport(Transport):
 
     def __repr__(self): return f"<ZMQTransport {' '.join(self.sockets) or 'closed'}>"
 
+    def _connect(self, name:str) -> zmq.Socket:
+        "A socket connected to the kernel's `name` channel"
+        ports = self.settings.ports
+        sock = ports.connect_iopub() if name == 'iopub' else getattr(ports, f'connect_{name}')(identity=self.settings.session.bsession)
+        sock.sndhwm = sock.rcvhwm = 0  # never block the loop on a send, never drop a reply: see above
+        if name == 'stdin':  # a monitor sees only later events: connect again under one
+            url = ports._make_url('stdin')
+            sock.disconnect(url)
+            self.stdin_monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            sock.connect(url)
+        return sock
+
+    def start(self):
+        "Open the sockets and the heartbeat, and read every socket from the event loop"
+        s, self.loop = self.settings, asyncio.get_running_loop()
+        self.wire = WireReader(s.session, s.max_message_size, s.allow_unsigned)
+        self.serialize = serializer(s.session)
+        self.watcher = FdWatcher(self.loop)
+        for name in self.channels:
+            self.sockets[name] = self._connect(name)
+            self.watcher.add(self.sockets[name].FD, partial(self.drain, name))
+            self._schedule(name)
+        if s.heartbeat is not None: self._start_heartbeat()
+
+    async def opened(self, timeout:float|None):
+        "Wait until the stdin connection is complete"
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.stdin_monitor is not None and not self.stdin_monitor.poll(0):
+            self.connection.check_open()  # the kernel is known dead: no handshake will come
+            if deadline is not None and time.monotonic() > deadline:
+                raise RuntimeError(f"the kernel did not answer within {timeout} s (its stdin socket accepted no connection)")
+            await asyncio.sleep(0.01)
+        self._close_stdin_monitor()
+
+    def _close_stdin_monitor(self):
+        if self.stdin_monitor is None: return
+        if 'stdin' in self.sockets: self.sockets['stdin'].disable_monitor()
+        self.stdin_monitor.close(linger=0)
+        self.stdin_monitor = None
+
+    def _schedule(self, name:str):
+        if name not in self._scheduled:
+            self._scheduled.add(name)
+            self.loop.call_soon(self.drain, name)
+
+    def drain(self, name:str):
+        "Read and route every message waiting on channel `name`'s socket, a batch at a time"
+        self._scheduled.discard(name)
+        sock = self.sockets.get(name)
+        if sock is None: return  # closed meanwhile
+        parse, conn, n = self.wire.parse, self.connection, 0
+        deliver, reject = conn.deliver, conn.reject
+        for n in range(1, self.max_batch + 1):
+            try: frames = recv_frames(sock)
+            except zmq.ZMQError: break  # nothing more (or closed under us)
+            if n == 1: conn.spoke(self.loop.time())  # once per batch, before the batch is routed
+            nbytes = sum(map(len, frames))
+            try: deliver(name, parse(frames, name, nbytes), nbytes)
+            except Exception as e: reject(name, e)  # no message can stop the reader
+        else: self._schedule(name)  # more may be waiting: come back after other callbacks ran
+
+    def send(self, channel:str, msg:dict):
+        "Send `msg`, then make sure a message that arrived meanwhile is read"
+        sock = self.sockets.get(channel)
+        if sock is None: raise ChannelsStoppedError(f"the {channel} channel is not open")
+        send_frames(sock, self.serialize(msg) + list(msg.get('buffers') or ()))
+        if sock.get(_EVENTS) & _POLLIN: self._schedule(channel)
+
+    def is_alive(self) -> bool: return bool(self.sockets)
+
+    def close(self):
+        "Stop reading, and close the heartbeat and the sockets"
+        if self.watcher is not None: self.watcher.close()
+        self._close_stdin_monitor()
+        if self.hb is not None: self.hb.stop()
+        for sock in self.sockets.values(): sock.close(linger=0)
+        self.sockets = {}
+
+    def _start_heartbeat(self):
+        self.hb = Heartbeat(self.settings.ports, self.connection, self.loop, self.watcher, self.settings.heartbeat)
+
 # %% ../nbs/03_transport.ipynb #276b3f3b
 _NOBLOCK,_SNDMORE,_EVENTS,_POLLIN = int(zmq.NOBLOCK),int(zmq.SNDMORE),int(zmq.EVENTS),int(zmq.POLLIN)  # plain ints: no enum per call
 
@@ -188,96 +263,6 @@ def send_frames(sock:zmq.Socket, frames:list):
     "Send `frames` as one message (large ones uncopied)"
     last = len(frames) - 1
     for i,frame in enumerate(frames): sock.send(frame, _SNDMORE if i < last else 0, copy=len(frame) < 65536)
-
-# %% ../nbs/03_transport.ipynb #17e858ab
-@patch
-def _connect(self:ZMQTransport, name:str) -> zmq.Socket:
-    "A socket connected to the kernel's `name` channel"
-    ports = self.settings.ports
-    sock = ports.connect_iopub() if name == 'iopub' else getattr(ports, f'connect_{name}')(identity=self.settings.session.bsession)
-    sock.sndhwm = sock.rcvhwm = 0  # never block the loop on a send, never drop a reply: see above
-    if name == 'stdin':  # a monitor sees only later events: connect again under one
-        url = ports._make_url('stdin')
-        sock.disconnect(url)
-        self.stdin_monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        sock.connect(url)
-    return sock
-
-@patch
-def start(self:ZMQTransport):
-    "Open the sockets and the heartbeat, and read every socket from the event loop"
-    s, self.loop = self.settings, asyncio.get_running_loop()
-    self.wire = WireReader(s.session, s.max_message_size, s.allow_unsigned)
-    self.serialize = serializer(s.session)
-    self.watcher = FdWatcher(self.loop)
-    for name in self.channels:
-        self.sockets[name] = self._connect(name)
-        self.watcher.add(self.sockets[name].FD, partial(self.drain, name))
-        self._schedule(name)
-    if s.heartbeat is not None: self._start_heartbeat()
-
-@patch
-async def opened(self:ZMQTransport, timeout:float|None):
-    "Wait until the stdin connection is complete"
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while self.stdin_monitor is not None and not self.stdin_monitor.poll(0):
-        self.connection.check_open()  # the kernel is known dead: no handshake will come
-        if deadline is not None and time.monotonic() > deadline:
-            raise RuntimeError(f"the kernel did not answer within {timeout} s (its stdin socket accepted no connection)")
-        await asyncio.sleep(0.01)
-    self._close_stdin_monitor()
-
-@patch
-def _close_stdin_monitor(self:ZMQTransport):
-    if self.stdin_monitor is None: return
-    if 'stdin' in self.sockets: self.sockets['stdin'].disable_monitor()
-    self.stdin_monitor.close(linger=0)
-    self.stdin_monitor = None
-
-# %% ../nbs/03_transport.ipynb #acf2747c
-@patch
-def _schedule(self:ZMQTransport, name:str):
-    if name not in self._scheduled:
-        self._scheduled.add(name)
-        self.loop.call_soon(self.drain, name)
-
-@patch
-def drain(self:ZMQTransport, name:str):
-    "Read and route every message waiting on channel `name`'s socket, a batch at a time"
-    self._scheduled.discard(name)
-    sock = self.sockets.get(name)
-    if sock is None: return  # closed meanwhile
-    parse, conn, n = self.wire.parse, self.connection, 0
-    deliver, reject = conn.deliver, conn.reject
-    for n in range(1, self.max_batch + 1):
-        try: frames = recv_frames(sock)
-        except zmq.ZMQError: break  # nothing more (or closed under us)
-        if n == 1: conn.spoke(self.loop.time())  # once per batch, before the batch is routed
-        nbytes = sum(map(len, frames))
-        try: deliver(name, parse(frames, name, nbytes), nbytes)
-        except Exception as e: reject(name, e)  # no message can stop the reader
-    else: self._schedule(name)  # more may be waiting: come back after other callbacks ran
-
-@patch
-def send(self:ZMQTransport, channel:str, msg:dict):
-    "Send `msg`, then make sure a message that arrived meanwhile is read"
-    sock = self.sockets.get(channel)
-    if sock is None: raise ChannelsStoppedError(f"the {channel} channel is not open")
-    send_frames(sock, self.serialize(msg) + list(msg.get('buffers') or ()))
-    if sock.get(_EVENTS) & _POLLIN: self._schedule(channel)
-
-# %% ../nbs/03_transport.ipynb #321c2a93
-@patch
-def is_alive(self:ZMQTransport) -> bool: return bool(self.sockets)
-
-@patch
-def close(self:ZMQTransport):
-    "Stop reading, and close the heartbeat and the sockets"
-    if self.watcher is not None: self.watcher.close()
-    self._close_stdin_monitor()
-    if self.hb is not None: self.hb.stop()
-    for sock in self.sockets.values(): sock.close(linger=0)
-    self.sockets = {}
 
 # %% ../nbs/03_transport.ipynb #d5087d79
 class Heartbeat:
@@ -306,54 +291,42 @@ class Heartbeat:
 
     def __repr__(self): return f"<Heartbeat {'beating' if self.is_beating() else 'silent'}>"
 
-# %% ../nbs/03_transport.ipynb #692ebcdb
-@patch
-def _ping(self:Heartbeat):
-    self._read()  # answers that came while the loop was busy elsewhere count
-    unanswered = self.pinged is not None and self.answered < self.pinged and not self.paused
-    self.misses = self.misses + 1 if unanswered else 0  # pings, not seconds: a loop that stalled sent none
-    if self.misses * self.interval >= self.timeout:
-        self.silent = True
-        self.connection.silent(self.misses * self.interval, self.timeout)
-    try: self.socket.send_multipart([b'', b'ping'], zmq.NOBLOCK)
-    except zmq.ZMQError: pass  # a full queue to a kernel that is not there: the silence says it
-    self.pinged = self.loop.time()
-    self.timer = self.loop.call_later(self.interval, self._ping)
+    def _ping(self):
+        self._read()  # answers that came while the loop was busy elsewhere count
+        unanswered = self.pinged is not None and self.answered < self.pinged and not self.paused
+        self.misses = self.misses + 1 if unanswered else 0  # pings, not seconds: a loop that stalled sent none
+        if self.misses * self.interval >= self.timeout:
+            self.silent = True
+            self.connection.silent(self.misses * self.interval, self.timeout)
+        try: self.socket.send_multipart([b'', b'ping'], zmq.NOBLOCK)
+        except zmq.ZMQError: pass  # a full queue to a kernel that is not there: the silence says it
+        self.pinged = self.loop.time()
+        self.timer = self.loop.call_later(self.interval, self._ping)
 
-@patch
-def _read(self:Heartbeat):
-    answered = False
-    while True:
-        try: self.socket.recv_multipart(zmq.NOBLOCK)
-        except zmq.ZMQError: break
-        answered = True
-    if not answered: return
-    self.answered = self.loop.time()
-    if self.silent:
-        self.silent = False
-        self.connection.answering()
+    def _read(self):
+        answered = False
+        while True:
+            try: self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.ZMQError: break
+            answered = True
+        if not answered: return
+        self.answered = self.loop.time()
+        if self.silent:
+            self.silent = False
+            self.connection.answering()
 
-@patch
-def stop(self:Heartbeat):
-    "Stop pinging and close the socket (its transport's watcher stops watching it)"
-    if self.timer is not None: self.timer.cancel()
-    self.timer = None
-    self.socket.close(0)
+    def stop(self):
+        "Stop pinging and close the socket (its transport's watcher stops watching it)"
+        if self.timer is not None: self.timer.cancel()
+        self.timer = None
+        self.socket.close(0)
 
-@patch
-def _start_heartbeat(self:ZMQTransport):
-    self.hb = Heartbeat(self.settings.ports, self.connection, self.loop, self.watcher, self.settings.heartbeat)
+    def pause(self):
+        "Count no silence until `unpause`"
+        self.paused = True
 
-# %% ../nbs/03_transport.ipynb #54f1c605
-@patch
-def pause(self:Heartbeat):
-    "Count no silence until `unpause`"
-    self.paused = True
+    def unpause(self):
+        "Count silence again, from now"
+        self.paused,self.misses,self.answered = False,0,self.loop.time()
 
-@patch
-def unpause(self:Heartbeat):
-    "Count silence again, from now"
-    self.paused,self.misses,self.answered = False,0,self.loop.time()
-
-@patch
-def start(self:Heartbeat): pass  # its transport started it
+    def start(self): pass  # its transport started it

@@ -10,7 +10,6 @@ import asyncio, json, logging, struct, time
 from collections import deque
 from functools import partial
 
-from fastcore.utils import patch
 from jupyter_client.session import DELIM
 
 from .errors import (BadMessage, ChannelsStoppedError, ConnectionLostError, DeadKernelError, GatewayError,
@@ -139,239 +138,214 @@ class WebsocketTransport(Transport):
 
     def __repr__(self): return f"<WebsocketTransport kernel={self.manager.kernel_id} {'open' if self.ws else 'closed'}>"
 
-# %% ../nbs/09_websocket.ipynb #6f792e1d
-@patch
-def start(self:WebsocketTransport):
-    "Start the reader task, which opens the websocket and gives what arrives to the connection"
-    if self.is_alive(): raise RuntimeError("the transport is already started")
-    loop = asyncio.get_running_loop()
-    self._opened = loop.create_future()
-    self._opened.add_done_callback(lambda f: f.cancelled() or f.exception())  # the error also goes to the client
-    self.task = loop.create_task(self._run(), name=f'conkernel-ws-{self.manager.kernel_id}')
+    def start(self):
+        "Start the reader task, which opens the websocket and gives what arrives to the connection"
+        if self.is_alive(): raise RuntimeError("the transport is already started")
+        loop = asyncio.get_running_loop()
+        self._opened = loop.create_future()
+        self._opened.add_done_callback(lambda f: f.cancelled() or f.exception())  # the error also goes to the client
+        self.task = loop.create_task(self._run(), name=f'conkernel-ws-{self.manager.kernel_id}')
 
-@patch
-async def opened(self:WebsocketTransport, timeout:float|None):
-    "Wait until the websocket is open (raise the server's error if it could not be opened)"
-    try: await asyncio.wait_for(asyncio.shield(self._opened), timeout)
-    except asyncio.TimeoutError: raise RuntimeError(f"the kernel's websocket did not open within {timeout} s") from None
+    async def opened(self, timeout:float|None):
+        "Wait until the websocket is open (raise the server's error if it could not be opened)"
+        try: await asyncio.wait_for(asyncio.shield(self._opened), timeout)
+        except asyncio.TimeoutError: raise RuntimeError(f"the kernel's websocket did not open within {timeout} s") from None
 
-@patch
-def is_alive(self:WebsocketTransport) -> bool: return self.task is not None and not self.task.done()
+    def is_alive(self) -> bool: return self.task is not None and not self.task.done()
+
+    async def _run(self):
+        "Own the websocket: open it, feed the connection, open it again when it drops (backing off while it will not stay open)"
+        km, delay, lost = self.manager, _FIRST_RETRY, None  # lost: when the websocket last stopped working (None: never)
+        while True:
+            left = None if lost is None else max(0.1, km.reconnect_timeout - (time.monotonic() - lost))
+            try: ws = await km.open_websocket(self.settings.session.session, left)
+            except asyncio.CancelledError: raise
+            except Exception as e:
+                error = self._cannot_open(e, lost)
+                if error is not None: return self._fail(error, e if lost is None and not isinstance(e, GatewayError) else None)
+            else:
+                opened = time.monotonic()
+                self.ws, self.v1 = ws, ws.subprotocol == V1
+                if not self._opened.done(): self._opened.set_result(None)
+                self._flush_soon()
+                if lost is not None: self._find_lost_replies()
+                try: await self._read(ws)
+                finally:
+                    self.ws = None
+                    await ws.close()
+                self._closed(ws)
+                self.connection.count('websocket_dropped')
+                now = time.monotonic()
+                if lost is None or now - opened >= _WORKED:  # it worked: a new outage begins, and the first try is at once
+                    lost, delay = now, _FIRST_RETRY
+                    _log.warning("the websocket to kernel %s dropped: opening it again", km.kernel_id)
+                    continue
+                error = self._cannot_open(ConnectionError(f"it closed {now - opened:.2f} s after it was opened "
+                                                          f"(close code {ws.close_code})"), lost)
+                if error is not None: return self._fail(error)
+            await asyncio.sleep(min(delay, max(0.0, lost + km.reconnect_timeout - time.monotonic())))
+            delay = min(2 * delay, _MAX_RETRY)
+
+    def _cannot_open(self, e:Exception, lost:float|None):
+        "The exception class and arguments every waiter fails with, or None to try again"
+        kid = self.manager.kernel_id
+        if isinstance(e, GatewayError):
+            if e.status == 404: return DeadKernelError, f"kernel {kid} is gone from the server"
+            if lost is None or e.status in (401, 403): return GatewayError, str(e), e.status
+        if lost is None:  # never opened: the URL, token or kernel id is wrong
+            return ConnectionLostError, f"the websocket to kernel {kid} could not be opened: {type(e).__name__}: {e}"
+        if time.monotonic() - lost < self.manager.reconnect_timeout: return None
+        return ConnectionLostError, (f"the websocket to kernel {kid} dropped and could not be opened "
+                                     f"again within {self.manager.reconnect_timeout} s: {e}")
+
+    def _fail(self, error:tuple, first:Exception|None=None):
+        "Fail the start (with `first`, else the error) and every waiter, each with its own exception made from `error` (a class and its arguments)"
+        if not self._opened.done(): self._opened.set_exception(first or error[0](*error[1:]))
+        self.outbox.clear()
+        self.connection.lost(*error)
+
+    def _find_lost_replies(self):
+        "After a reconnect: a kernel_info barrier to each shell, subshell and control with requests still waiting"
+        for (channel, subshell_id), msg_ids in self.connection.unanswered().items():
+            msg = self.settings.session.msg('kernel_info_request', {})
+            if subshell_id is not None: msg['header']['subshell_id'] = subshell_id
+            barrier = self.connection.track(msg['msg_id'], 'kernel_info_request', channel, subshell_id)
+            self.barriers.add(barrier)
+            barrier.add_done_callback(partial(self._barrier_answered, msg_ids))
+            self.send(channel, msg)
+
+    def _barrier_answered(self, msg_ids:list, barrier:asyncio.Future):
+        self.barriers.discard(barrier)
+        if barrier.cancelled() or barrier.exception() is not None: return  # the kernel or the client went away: told already
+        conn = self.connection
+        lost = [m for m in msg_ids if (p := conn.request(m)) is not None and p.reply is None]
+        conn.count('replies_lost', len(lost))
+        conn.fail(lost, ConnectionLostError,
+                  f"the reply was lost when the websocket to kernel {self.manager.kernel_id} dropped: the code may have run")
+
+    async def _read(self, ws):
+        "Route every frame of `ws` until it closes"
+        _, websockets = _deps()
+        decode, conn, v1, loop = self.reader.decode, self.connection, self.v1, asyncio.get_running_loop()
+        deliver, reject = conn.deliver, conn.reject
+        try:
+            async for frame in ws:
+                conn.spoke(loop.time())
+                try:
+                    channel, msg = decode(frame, v1)
+                    if channel == 'iopub' and msg['msg_type'] in _NEWS: self._kernel_news(msg)
+                    deliver(channel, msg, len(frame))
+                except Exception as e: reject(getattr(e, 'channel', 'websocket'), e)  # no frame can stop the reader
+        except websockets.exceptions.ConnectionClosed: pass
+
+    def _kernel_news(self, msg:dict):
+        "Fail every waiter when iopub says that the kernel is going away; note output the server drops"
+        content = msg['content']
+        if msg['msg_type'] == 'stream':
+            if content.get('name') == 'stderr' and str(content.get('text', '')).startswith(_RATE_LIMITED):
+                self.connection.note(msg['parent_header'].get('msg_id'), "the server dropped output: its iopub rate limit "
+                                 "(ZMQChannelsWebsocketConnection.limit_rate) was exceeded", 'server_dropped_output')
+            return
+        if self.connection.closed is not None: return  # already failed (e.g. by `restart_kernel`)
+        if msg['msg_type'] == 'status':
+            state = content.get('execution_state')
+            if msg['parent_header'] or state not in ('restarting', 'dead'): return
+            restart = state == 'restarting'
+            why = "the kernel died and the server " + ("is restarting it" if restart else "could not restart it")
+        else:
+            if self.connection.request(msg['parent_header'].get('msg_id')) is not None: return  # ours: the kernel answers it on control
+            restart = bool(content.get('restart'))
+            why = f"another client {'restarted' if restart else 'shut down'} the kernel"
+        if restart: self.connection.restarted(why)
+        else: self.connection.lost(DeadKernelError, why)
+
+    def send(self, channel:str, msg:dict):
+        "Queue `msg` for the websocket, in order; `MessageTooLargeError` at once if the server would refuse it"
+        if not self.is_alive(): raise ChannelsStoppedError("the kernel's websocket is closed")
+        frame = None
+        if self.v1 is not None: self._check_size(msg, len(frame := self._encode(channel, msg)))  # else made once opened
+        self.outbox.append((channel, msg, frame, self.v1, self.connection.request(msg['header']['msg_id'])))
+        self._flush_soon()
+
+    def _flush_soon(self):
+        if self.ws is not None and self.outbox and (self.flusher is None or self.flusher.done()):
+            self.flusher = asyncio.get_running_loop().create_task(self._flush(self.ws))
+
+    def _encode(self, channel:str, msg:dict) -> bytes:
+        pack = self.settings.session.pack
+        if not self.v1: return encode_json(msg, channel, pack)
+        return encode_v1(channel, [pack(msg['header']), pack(msg['parent_header']), pack(msg['metadata']),
+                                   pack(msg['content']), *msg.get('buffers', ())])
+
+    async def _flush(self, ws):
+        "Send the outbox in order; what a dropped websocket did not take is sent once it is open again, unless nobody waits for it"
+        _, websockets = _deps()
+        outbox, request = self.outbox, self.connection.request
+        try:
+            while outbox:
+                entry = channel, msg, frame, v1, p = outbox[0]
+                if p is not None and request(msg['header']['msg_id']) is not p:  # its caller gave up, or it failed
+                    outbox.popleft()
+                    continue
+                try:
+                    if v1 != self.v1: outbox[0] = entry = channel, msg, (frame := self._encode(channel, msg)), self.v1, p
+                    self._check_size(msg, len(frame))  # again: the server may have refused a smaller one since
+                except MessageTooLargeError as e:
+                    outbox.popleft()
+                    self._refuse(msg['header'], p, str(e))
+                    continue
+                if ws is self.ws and (self.largest is None or len(frame) > self.largest[0]): self.largest = len(frame), msg['header'], p
+                try: await ws.send(frame, text=not self.v1 and not msg.get('buffers'))
+                except websockets.exceptions.ConnectionClosed: return
+                if outbox and outbox[0] is entry: outbox.popleft()
+        finally:  # the websocket was replaced while this flusher still held the old one: start one for the new
+            if self.ws is not None and self.ws is not ws: asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def _check_size(self, msg:dict, n:int):
+        "`MessageTooLargeError` if the server would refuse `msg` as a websocket message of `n` bytes"
+        limit = self.manager.websocket_max_message_size
+        if limit is not None and n > limit:
+            raise MessageTooLargeError(f"the {msg['msg_type']} is {n} bytes as a websocket message, more than the server takes "
+                                       f"(websocket_max_message_size={limit}, the manager's setting): it was not sent")
+        if self.refused is not None and n >= self.refused:
+            raise MessageTooLargeError(f"the {msg['msg_type']} is {n} bytes as a websocket message: the server closed the "
+                                       f"websocket for one of {self.refused} bytes (close code 1009, message too big): it was not sent")
+
+    def _refuse(self, header:dict, p, why:str):
+        "A queued message that will not be sent: fail its request `p` with `MessageTooLargeError(why)` (one nobody waits for is logged)"
+        conn = self.connection
+        conn.count('too_large_to_send')
+        if p is None: _log.warning("%s", why)
+        elif conn.request(header['msg_id']) is p: conn.fail([header['msg_id']], MessageTooLargeError, why)
+
+    def _closed(self, ws):
+        "After `ws` closed: if the server closed it for a message too big (code 1009), the largest one sent fails, never sent again"
+        largest, self.largest = self.largest, None
+        if ws.close_code != 1009 or largest is None: return
+        n, header, p = largest
+        self.refused = n if self.refused is None else min(n, self.refused)
+        _log.warning("the server closed the websocket to kernel %s for a message of %d bytes (1009, message too big)",
+                     self.manager.kernel_id, n)
+        if self.outbox and self.outbox[0][1]['header'] is header: self.outbox.popleft()  # it was cut short: not again
+        self._refuse(header, p, (
+            f"the server closed the websocket for the {header['msg_type']} of {n} bytes (close code 1009, message too big): "
+            f"it takes less (the manager's websocket_max_message_size={self.manager.websocket_max_message_size} let it go: "
+            f"set it to the server's limit to be told before sending)"))
+
+    def close(self):
+        "Stop reading and sending; the reader closes the websocket"
+        self.outbox.clear()
+        for t in self.task, self.flusher:
+            if t is not None: t.cancel()
+
+    async def aclose(self):
+        "`close`, then wait until the websocket is closed"
+        self.close()
+        await asyncio.gather(*[t for t in (self.task, self.flusher) if t is not None], return_exceptions=True)
 
 # %% ../nbs/09_websocket.ipynb #5b31d151
 _FIRST_RETRY, _MAX_RETRY, _WORKED = 0.05, 2.0, 1.0  # s: the first and the longest wait; how long an open websocket must last
 
-@patch
-async def _run(self:WebsocketTransport):
-    "Own the websocket: open it, feed the connection, open it again when it drops (backing off while it will not stay open)"
-    km, delay, lost = self.manager, _FIRST_RETRY, None  # lost: when the websocket last stopped working (None: never)
-    while True:
-        left = None if lost is None else max(0.1, km.reconnect_timeout - (time.monotonic() - lost))
-        try: ws = await km.open_websocket(self.settings.session.session, left)
-        except asyncio.CancelledError: raise
-        except Exception as e:
-            error = self._cannot_open(e, lost)
-            if error is not None: return self._fail(error, e if lost is None and not isinstance(e, GatewayError) else None)
-        else:
-            opened = time.monotonic()
-            self.ws, self.v1 = ws, ws.subprotocol == V1
-            if not self._opened.done(): self._opened.set_result(None)
-            self._flush_soon()
-            if lost is not None: self._find_lost_replies()
-            try: await self._read(ws)
-            finally:
-                self.ws = None
-                await ws.close()
-            self._closed(ws)
-            self.connection.count('websocket_dropped')
-            now = time.monotonic()
-            if lost is None or now - opened >= _WORKED:  # it worked: a new outage begins, and the first try is at once
-                lost, delay = now, _FIRST_RETRY
-                _log.warning("the websocket to kernel %s dropped: opening it again", km.kernel_id)
-                continue
-            error = self._cannot_open(ConnectionError(f"it closed {now - opened:.2f} s after it was opened "
-                                                      f"(close code {ws.close_code})"), lost)
-            if error is not None: return self._fail(error)
-        await asyncio.sleep(min(delay, max(0.0, lost + km.reconnect_timeout - time.monotonic())))
-        delay = min(2 * delay, _MAX_RETRY)
-
-@patch
-def _cannot_open(self:WebsocketTransport, e:Exception, lost:float|None):
-    "The exception class and arguments every waiter fails with, or None to try again"
-    kid = self.manager.kernel_id
-    if isinstance(e, GatewayError):
-        if e.status == 404: return DeadKernelError, f"kernel {kid} is gone from the server"
-        if lost is None or e.status in (401, 403): return GatewayError, str(e), e.status
-    if lost is None:  # never opened: the URL, token or kernel id is wrong
-        return ConnectionLostError, f"the websocket to kernel {kid} could not be opened: {type(e).__name__}: {e}"
-    if time.monotonic() - lost < self.manager.reconnect_timeout: return None
-    return ConnectionLostError, (f"the websocket to kernel {kid} dropped and could not be opened "
-                                 f"again within {self.manager.reconnect_timeout} s: {e}")
-
-@patch
-def _fail(self:WebsocketTransport, error:tuple, first:Exception|None=None):
-    "Fail the start (with `first`, else the error) and every waiter, each with its own exception made from `error` (a class and its arguments)"
-    if not self._opened.done(): self._opened.set_exception(first or error[0](*error[1:]))
-    self.outbox.clear()
-    self.connection.lost(*error)
-
-# %% ../nbs/09_websocket.ipynb #1a62c2a2
-@patch
-def _find_lost_replies(self:WebsocketTransport):
-    "After a reconnect: a kernel_info barrier to each shell, subshell and control with requests still waiting"
-    for (channel, subshell_id), msg_ids in self.connection.unanswered().items():
-        msg = self.settings.session.msg('kernel_info_request', {})
-        if subshell_id is not None: msg['header']['subshell_id'] = subshell_id
-        barrier = self.connection.track(msg['msg_id'], 'kernel_info_request', channel, subshell_id)
-        self.barriers.add(barrier)
-        barrier.add_done_callback(partial(self._barrier_answered, msg_ids))
-        self.send(channel, msg)
-
-@patch
-def _barrier_answered(self:WebsocketTransport, msg_ids:list, barrier:asyncio.Future):
-    self.barriers.discard(barrier)
-    if barrier.cancelled() or barrier.exception() is not None: return  # the kernel or the client went away: told already
-    conn = self.connection
-    lost = [m for m in msg_ids if (p := conn.request(m)) is not None and p.reply is None]
-    conn.count('replies_lost', len(lost))
-    conn.fail(lost, ConnectionLostError,
-              f"the reply was lost when the websocket to kernel {self.manager.kernel_id} dropped: the code may have run")
-
-# %% ../nbs/09_websocket.ipynb #ff0d29fa
-@patch
-async def _read(self:WebsocketTransport, ws):
-    "Route every frame of `ws` until it closes"
-    _, websockets = _deps()
-    decode, conn, v1, loop = self.reader.decode, self.connection, self.v1, asyncio.get_running_loop()
-    deliver, reject = conn.deliver, conn.reject
-    try:
-        async for frame in ws:
-            conn.spoke(loop.time())
-            try:
-                channel, msg = decode(frame, v1)
-                if channel == 'iopub' and msg['msg_type'] in _NEWS: self._kernel_news(msg)
-                deliver(channel, msg, len(frame))
-            except Exception as e: reject(getattr(e, 'channel', 'websocket'), e)  # no frame can stop the reader
-    except websockets.exceptions.ConnectionClosed: pass
-
 # %% ../nbs/09_websocket.ipynb #55d1ad6a
 _NEWS = frozenset({'status', 'shutdown_reply', 'stream'})  # the iopub messages `_kernel_news` looks at
 _RATE_LIMITED = 'IOPub message rate exceeded', 'IOPub data rate exceeded'  # how Jupyter Server's notice begins
-
-@patch
-def _kernel_news(self:WebsocketTransport, msg:dict):
-    "Fail every waiter when iopub says that the kernel is going away; note output the server drops"
-    content = msg['content']
-    if msg['msg_type'] == 'stream':
-        if content.get('name') == 'stderr' and str(content.get('text', '')).startswith(_RATE_LIMITED):
-            self.connection.note(msg['parent_header'].get('msg_id'), "the server dropped output: its iopub rate limit "
-                             "(ZMQChannelsWebsocketConnection.limit_rate) was exceeded", 'server_dropped_output')
-        return
-    if self.connection.closed is not None: return  # already failed (e.g. by `restart_kernel`)
-    if msg['msg_type'] == 'status':
-        state = content.get('execution_state')
-        if msg['parent_header'] or state not in ('restarting', 'dead'): return
-        restart = state == 'restarting'
-        why = "the kernel died and the server " + ("is restarting it" if restart else "could not restart it")
-    else:
-        if self.connection.request(msg['parent_header'].get('msg_id')) is not None: return  # ours: the kernel answers it on control
-        restart = bool(content.get('restart'))
-        why = f"another client {'restarted' if restart else 'shut down'} the kernel"
-    if restart: self.connection.restarted(why)
-    else: self.connection.lost(DeadKernelError, why)
-
-# %% ../nbs/09_websocket.ipynb #db2a9407
-@patch
-def send(self:WebsocketTransport, channel:str, msg:dict):
-    "Queue `msg` for the websocket, in order; `MessageTooLargeError` at once if the server would refuse it"
-    if not self.is_alive(): raise ChannelsStoppedError("the kernel's websocket is closed")
-    frame = None
-    if self.v1 is not None: self._check_size(msg, len(frame := self._encode(channel, msg)))  # else made once opened
-    self.outbox.append((channel, msg, frame, self.v1, self.connection.request(msg['header']['msg_id'])))
-    self._flush_soon()
-
-@patch
-def _flush_soon(self:WebsocketTransport):
-    if self.ws is not None and self.outbox and (self.flusher is None or self.flusher.done()):
-        self.flusher = asyncio.get_running_loop().create_task(self._flush(self.ws))
-
-@patch
-def _encode(self:WebsocketTransport, channel:str, msg:dict) -> bytes:
-    pack = self.settings.session.pack
-    if not self.v1: return encode_json(msg, channel, pack)
-    return encode_v1(channel, [pack(msg['header']), pack(msg['parent_header']), pack(msg['metadata']),
-                               pack(msg['content']), *msg.get('buffers', ())])
-
-@patch
-async def _flush(self:WebsocketTransport, ws):
-    "Send the outbox in order; what a dropped websocket did not take is sent once it is open again, unless nobody waits for it"
-    _, websockets = _deps()
-    outbox, request = self.outbox, self.connection.request
-    try:
-        while outbox:
-            entry = channel, msg, frame, v1, p = outbox[0]
-            if p is not None and request(msg['header']['msg_id']) is not p:  # its caller gave up, or it failed
-                outbox.popleft()
-                continue
-            try:
-                if v1 != self.v1: outbox[0] = entry = channel, msg, (frame := self._encode(channel, msg)), self.v1, p
-                self._check_size(msg, len(frame))  # again: the server may have refused a smaller one since
-            except MessageTooLargeError as e:
-                outbox.popleft()
-                self._refuse(msg['header'], p, str(e))
-                continue
-            if ws is self.ws and (self.largest is None or len(frame) > self.largest[0]): self.largest = len(frame), msg['header'], p
-            try: await ws.send(frame, text=not self.v1 and not msg.get('buffers'))
-            except websockets.exceptions.ConnectionClosed: return
-            if outbox and outbox[0] is entry: outbox.popleft()
-    finally:  # the websocket was replaced while this flusher still held the old one: start one for the new
-        if self.ws is not None and self.ws is not ws: asyncio.get_running_loop().call_soon(self._flush_soon)
-
-# %% ../nbs/09_websocket.ipynb #d4e8b2c6
-@patch
-def _check_size(self:WebsocketTransport, msg:dict, n:int):
-    "`MessageTooLargeError` if the server would refuse `msg` as a websocket message of `n` bytes"
-    limit = self.manager.websocket_max_message_size
-    if limit is not None and n > limit:
-        raise MessageTooLargeError(f"the {msg['msg_type']} is {n} bytes as a websocket message, more than the server takes "
-                                   f"(websocket_max_message_size={limit}, the manager's setting): it was not sent")
-    if self.refused is not None and n >= self.refused:
-        raise MessageTooLargeError(f"the {msg['msg_type']} is {n} bytes as a websocket message: the server closed the "
-                                   f"websocket for one of {self.refused} bytes (close code 1009, message too big): it was not sent")
-
-@patch
-def _refuse(self:WebsocketTransport, header:dict, p, why:str):
-    "A queued message that will not be sent: fail its request `p` with `MessageTooLargeError(why)` (one nobody waits for is logged)"
-    conn = self.connection
-    conn.count('too_large_to_send')
-    if p is None: _log.warning("%s", why)
-    elif conn.request(header['msg_id']) is p: conn.fail([header['msg_id']], MessageTooLargeError, why)
-
-@patch
-def _closed(self:WebsocketTransport, ws):
-    "After `ws` closed: if the server closed it for a message too big (code 1009), the largest one sent fails, never sent again"
-    largest, self.largest = self.largest, None
-    if ws.close_code != 1009 or largest is None: return
-    n, header, p = largest
-    self.refused = n if self.refused is None else min(n, self.refused)
-    _log.warning("the server closed the websocket to kernel %s for a message of %d bytes (1009, message too big)",
-                 self.manager.kernel_id, n)
-    if self.outbox and self.outbox[0][1]['header'] is header: self.outbox.popleft()  # it was cut short: not again
-    self._refuse(header, p, (
-        f"the server closed the websocket for the {header['msg_type']} of {n} bytes (close code 1009, message too big): "
-        f"it takes less (the manager's websocket_max_message_size={self.manager.websocket_max_message_size} let it go: "
-        f"set it to the server's limit to be told before sending)"))
-
-# %% ../nbs/09_websocket.ipynb #0467ecac
-@patch
-def close(self:WebsocketTransport):
-    "Stop reading and sending; the reader closes the websocket"
-    self.outbox.clear()
-    for t in self.task, self.flusher:
-        if t is not None: t.cancel()
-
-@patch
-async def aclose(self:WebsocketTransport):
-    "`close`, then wait until the websocket is closed"
-    self.close()
-    await asyncio.gather(*[t for t in (self.task, self.flusher) if t is not None], return_exceptions=True)

@@ -11,7 +11,6 @@ from functools import partial
 from collections import OrderedDict
 from datetime import datetime
 
-from fastcore.utils import patch
 
 from jupyter_client.adapter import adapt
 from jupyter_client.jsonutil import parse_date
@@ -51,6 +50,63 @@ class WireReader:
         self.parents = {}  # parent header bytes -> its parsed, dated dict: a request's reply and outputs share one
 
     def __repr__(self): return f"<WireReader session={self.session.session} max_size={self.max_size}>"
+
+    def refuse_oversized(self, parts:list, nbytes:int):
+        "Raise `BadMessage('oversized')`, naming the request it answers (`parent`) when its signature holds"
+        parent = None
+        try:
+            self.check_signature(parts)
+            if len(parts[2]) <= 65536: parent = _unpack(self.unpack, parts[2], 'parent header', True).get('msg_id')
+        except BadMessage: pass
+        raise BadMessage('oversized', f"{nbytes} bytes, more than max_message_size={self.max_size}",
+                         parent if isinstance(parent, str) else None)
+
+    def check_signature(self, parts:list):
+        "Refuse a wrong signature, or one seen before"
+        if self.auth is None: return
+        sig = parts[0]
+        if not hmac.compare_digest(sig, signature(self.auth, parts[1:5])): raise BadMessage('bad_signature')
+        if sig in self.seen: raise BadMessage('replayed')
+        self.seen[sig] = None
+        if len(self.seen) > self.history: self.seen.popitem(last=False)
+
+    def parse(self,
+              frames:list,           # the frames as received, identities included
+              channel:str,           # the channel they came on
+              nbytes:int|None=None): # their size, if the caller counted it
+        "The message in `frames`, or `BadMessage`"
+        parts = _split(frames)
+        if self.max_size is not None:
+            nbytes = sum(map(len, frames)) if nbytes is None else nbytes
+            if nbytes > self.max_size: self.refuse_oversized(parts, nbytes)
+        self.check_signature(parts)
+        unpack = self.unpack
+        header,parent = _unpack(unpack, parts[1], 'header'),self.parent_header(parts[2])
+        metadata = {} if parts[3] == b'{}' else _unpack(unpack, parts[3], 'metadata', True)  # kernels mostly send none
+        content = _unpack(unpack, parts[4], 'content')
+        return self.message(channel, header, parent, metadata, content, parts[5:])
+
+    def message(self, channel:str, header:dict, parent:dict, metadata:dict, content:dict, buffers:list):
+        "The checked message made of its decoded parts (for transports that decode them otherwise), or `BadMessage`"
+        msg_id,msg_type = header.get('msg_id'),header.get('msg_type')
+        if not isinstance(msg_id, str) or not isinstance(msg_type, str): raise BadMessage('missing_header')
+        if channel != 'iopub' and not known_type(channel, msg_type): raise BadMessage('unknown_type', f"{msg_type} on {channel}")
+        if not isinstance(parent.get('msg_id', ''), str): raise BadMessage('bad_parent', "the parent's msg_id is not a string")
+        if channel != 'iopub' and (parent.get('session') != self.session_id or 'msg_id' not in parent):
+            raise BadMessage('unknown_parent', f"{msg_type} answers a request this client did not send")
+        msg = dict(header=_dated(header), msg_id=msg_id, msg_type=msg_type, parent_header=_dated(parent),
+                   metadata=metadata, content=content, buffers=[memoryview(b) for b in buffers] if buffers else [])
+        return msg if header.get('version', '').startswith('5.') else adapt(msg)
+
+    def parent_header(self, part:bytes, keep:int=512, largest:int=4096) -> dict:
+        "The parsed parent header in `part` (a copy: callers may change it); the last `keep` of at most `largest` bytes are kept"
+        parent = self.parents.get(part)
+        if parent is None:
+            parent = _dated(_unpack(self.unpack, part, 'parent header', True))
+            if len(part) > largest: return parent  # not kept: the cache stays bounded in bytes too
+            if len(self.parents) >= keep: del self.parents[next(iter(self.parents))]  # the oldest
+            self.parents[part] = parent
+        return dict(parent)
 
 # %% ../nbs/01_wire.ipynb #b4af6a65
 def _split(frames:list) -> list:
@@ -92,70 +148,6 @@ def signature(auth, parts:list) -> bytes:
     mac = auth.copy()
     for part in parts: mac.update(part)
     return mac.hexdigest().encode()
-
-# %% ../nbs/01_wire.ipynb #db0c3319
-@patch
-def refuse_oversized(self:WireReader, parts:list, nbytes:int):
-    "Raise `BadMessage('oversized')`, naming the request it answers (`parent`) when its signature holds"
-    parent = None
-    try:
-        self.check_signature(parts)
-        if len(parts[2]) <= 65536: parent = _unpack(self.unpack, parts[2], 'parent header', True).get('msg_id')
-    except BadMessage: pass
-    raise BadMessage('oversized', f"{nbytes} bytes, more than max_message_size={self.max_size}",
-                     parent if isinstance(parent, str) else None)
-
-@patch
-def check_signature(self:WireReader, parts:list):
-    "Refuse a wrong signature, or one seen before"
-    if self.auth is None: return
-    sig = parts[0]
-    if not hmac.compare_digest(sig, signature(self.auth, parts[1:5])): raise BadMessage('bad_signature')
-    if sig in self.seen: raise BadMessage('replayed')
-    self.seen[sig] = None
-    if len(self.seen) > self.history: self.seen.popitem(last=False)
-
-@patch
-def parse(self:WireReader,
-          frames:list,           # the frames as received, identities included
-          channel:str,           # the channel they came on
-          nbytes:int|None=None): # their size, if the caller counted it
-    "The message in `frames`, or `BadMessage`"
-    parts = _split(frames)
-    if self.max_size is not None:
-        nbytes = sum(map(len, frames)) if nbytes is None else nbytes
-        if nbytes > self.max_size: self.refuse_oversized(parts, nbytes)
-    self.check_signature(parts)
-    unpack = self.unpack
-    header,parent = _unpack(unpack, parts[1], 'header'),self.parent_header(parts[2])
-    metadata = {} if parts[3] == b'{}' else _unpack(unpack, parts[3], 'metadata', True)  # kernels mostly send none
-    content = _unpack(unpack, parts[4], 'content')
-    return self.message(channel, header, parent, metadata, content, parts[5:])
-
-@patch
-def message(self:WireReader, channel:str, header:dict, parent:dict, metadata:dict, content:dict, buffers:list):
-    "The checked message made of its decoded parts (for transports that decode them otherwise), or `BadMessage`"
-    msg_id,msg_type = header.get('msg_id'),header.get('msg_type')
-    if not isinstance(msg_id, str) or not isinstance(msg_type, str): raise BadMessage('missing_header')
-    if channel != 'iopub' and not known_type(channel, msg_type): raise BadMessage('unknown_type', f"{msg_type} on {channel}")
-    if not isinstance(parent.get('msg_id', ''), str): raise BadMessage('bad_parent', "the parent's msg_id is not a string")
-    if channel != 'iopub' and (parent.get('session') != self.session_id or 'msg_id' not in parent):
-        raise BadMessage('unknown_parent', f"{msg_type} answers a request this client did not send")
-    msg = dict(header=_dated(header), msg_id=msg_id, msg_type=msg_type, parent_header=_dated(parent),
-               metadata=metadata, content=content, buffers=[memoryview(b) for b in buffers] if buffers else [])
-    return msg if header.get('version', '').startswith('5.') else adapt(msg)
-
-# %% ../nbs/01_wire.ipynb #30c43e77
-@patch
-def parent_header(self:WireReader, part:bytes, keep:int=512, largest:int=4096) -> dict:
-    "The parsed parent header in `part` (a copy: callers may change it); the last `keep` of at most `largest` bytes are kept"
-    parent = self.parents.get(part)
-    if parent is None:
-        parent = _dated(_unpack(self.unpack, part, 'parent header', True))
-        if len(part) > largest: return parent  # not kept: the cache stays bounded in bytes too
-        if len(self.parents) >= keep: del self.parents[next(iter(self.parents))]  # the oldest
-        self.parents[part] = parent
-    return dict(parent)
 
 # %% ../nbs/01_wire.ipynb #f38fe108
 _BUILDERS = frozenset({'serialize', 'sign'})
