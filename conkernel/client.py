@@ -264,11 +264,6 @@ class ConKernelClient(KernelRequests, AsyncKernelClient):
         return await self.start_channels(*(n in channels for n in ('shell', 'iopub', 'stdin')), hb, 'control' in channels,
                                          timeout=timeout)
 
-    def _end_of_input(self) -> str:
-        "The answer that ends a prompt: ipykernel raises EOFError for '\\x04'; kernels without such a signal get ''"
-        info = getattr(self, 'kernel_info_reply', None) or {}
-        return '\x04' if info.get('content', {}).get('implementation') == 'ipython' else ''
-
     def _end_input(self, msg:dict):
         "End a prompt whose request stopped waiting, so that the kernel is not left blocked in `input()`"
         try: self._send('stdin', self.session.msg('input_reply', {'value': self._end_of_input()}, parent=msg))

@@ -19,6 +19,20 @@ __all__ = ['KernelRequests']
 class KernelRequests:
     "The request methods of jupyter_client's `AsyncKernelClient`, each concurrent-safe: a mixin of `ConKernelClient`"
 
+    def _request(self, channel:str, msg_type:str, content:dict, reply:bool=False, timeout=USE_DEFAULT,
+                 msg_id:str|None=None, subshell_id:str|None=None, **track):
+        "Send a request: what the client this is mixed into provides (the client notebook)"
+        raise NotImplementedError
+
+    def execute(self, code:str, *args, **kwargs):
+        "Execute `code`: what the client this is mixed into provides (the client notebook)"
+        raise NotImplementedError
+
+    def _end_of_input(self) -> str:
+        "The answer that ends a prompt: ipykernel raises EOFError for '\\x04'; kernels without such a signal get ''"
+        info = getattr(self, 'kernel_info_reply', None) or {}
+        return '\x04' if info.get('content', {}).get('implementation') == 'ipython' else ''
+
     def _quick_request(self, channel:str, msg_type:str, content:dict, reply:bool=False, timeout=USE_DEFAULT,
                        msg_id:str|None=None, subshell_id=USE_DEFAULT):
         "Send a request that should not wait behind a long cell: on `subshell_id` if given, else on the main shell (the subshells notebook steers it to a subshell)"
