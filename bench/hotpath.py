@@ -46,7 +46,7 @@ async def conkernel_trial(km, total: int, inflight: int) -> dict:
         kc._request = counted.wrap('build, register, sign, send', kc._request)
         transport.send = counted.wrap('sign, send', transport.send)
         transport.wire.parse = counted.wrap('check, parse', transport.wire.parse)
-        kc.router.dispatch = counted.wrap('route', kc.router.dispatch)
+        kc.connection.deliver = counted.wrap('route', kc.connection.deliver)
         transport.drain = counted.wrap('drain', transport.drain)
         for name, sock in transport.sockets.items(): transport.loop.add_reader(sock.FD, transport.drain, name)  # replaces start's reader
         unwatch = counted.watch_loop(asyncio.get_running_loop())
