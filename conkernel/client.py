@@ -157,11 +157,12 @@ class ConKernelClient(KernelRequests, AsyncKernelClient):
             return msg_id
         future = self.router.register(msg_id, msg_type, self.reply_timeout if timeout is USE_DEFAULT else timeout,
                                       channel=channel, subshell_id=subshell_id, **track)
+        pending = PendingReply(msg_id, self.router)  # before the send: a transport may fail the request while sending
         try: self._send(channel, msg)
         except BaseException:
             self.router.forget(msg_id, future)
             raise
-        return PendingReply(msg_id, self.router)
+        return pending
 
     def execute(self,
                 code:str,                 # code to run
@@ -270,8 +271,9 @@ class ConKernelClient(KernelRequests, AsyncKernelClient):
         except ChannelsStoppedError: pass
 
     async def is_alive(self) -> bool:
-        "Is the kernel alive? Its manager knows; else the heartbeat (or the transport) tells"
+        "Is the kernel alive? Its manager knows; else the link's end, the heartbeat or the transport tells"
         if (owner := self.owner).has_kernel: return await owner.is_alive()
+        if isinstance(self.connection.closed, DeadKernelError) and not self.connection.unresponsive: return False
         if self.hb_channel is not None: return self.hb_channel.is_beating()
         return self.channels_running
 

@@ -62,7 +62,7 @@ def closing(kind:type, *args):
 class Connection:
     "A client's link to its kernel: its router, whether the kernel can answer, and who is told when that changes"
     def __init__(self, router:Router):
-        self.router,self.owner,self.listeners = router,KernelOwner(),[]
+        self.router,self.owner,self.listeners,self.asking = router,KernelOwner(),[],None  # asking: the task asking the owner whether a silent kernel lives
         self.deliver,self.reject = router.dispatch,router.reject  # the transport's hot path, with no call in between
 
     def __repr__(self): return f"<Connection {'open' if self.closed is None else repr(self.closed)}>"
@@ -109,6 +109,16 @@ class Connection:
         if heard and asyncio.get_running_loop().time() - heard < timeout: return
         self.lost(KernelUnresponsiveError, f"the kernel answered no heartbeat for {seconds:.0f} s: "
                                            "it is frozen, stopped, dead or unreachable")
+        if self.owner.has_kernel and self.asking is None: self.asking = asyncio.ensure_future(self._ask_owner())
+
+    async def _ask_owner(self):
+        "The kernel is silent: a manager that says its process is gone ends the link for good"
+        try:
+            if not await asyncio.wait_for(self.owner.is_alive(), 10):
+                self.lost(DeadKernelError, "the kernel's process is gone (its manager says so after it stopped answering)")
+        except Exception as e: _log.info("could not ask the kernel's manager whether it lives: %r", e)
+        finally:
+            if self.asking is asyncio.current_task(): self.asking = None
 
     def answering(self):
         "The kernel answers pings again: a link its silence closed opens again"
@@ -179,11 +189,17 @@ class Connection:
 
     def _close(self, error):
         self.router.close(error)
+        if not self.unresponsive: self._stop_asking()
         self._tell(error)
 
     def _reopen(self):
         self.router.reopen()
+        self._stop_asking()
         self._tell(None)
+
+    def _stop_asking(self):
+        if self.asking is not None and self.asking is not asyncio.current_task(): self.asking.cancel()
+        self.asking = None
 
     def _tell(self, error):
         for listener in list(self.listeners):

@@ -32,8 +32,8 @@ _log = logging.getLogger('conkernel')
 
 # %% ../nbs/11a_pool.ipynb #4ffce1f3
 def _lost_kernel(conn, on_lost, error):
-    "Connection listener: call `on_lost` with the `DeadKernelError` the link closed with, once per loss"
-    if error is not None and isinstance(conn.closed, DeadKernelError): on_lost(conn.closed)
+    "Connection listener: call `on_lost` with the `DeadKernelError` the link closed with (not a silence: it may end)"
+    if error is not None and isinstance(conn.closed, DeadKernelError) and not conn.unresponsive: on_lost(conn.closed)
 
 # %% ../nbs/11a_pool.ipynb #48f61fdc
 class _Kernel:

@@ -6,7 +6,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.session import Session
 
 from conkernel import (ConKernelClient, Connection, DeadKernelError, KernelOwner, KernelUnresponsiveError, Router,
-                       TransportSettings, WebsocketTransport, run_kernel)
+                       Transport, TransportSettings, WebsocketTransport, run_kernel)
 
 
 async def test_a_jupyter_client_manager_interrupts_a_conkernel_client():
@@ -57,3 +57,42 @@ async def test_a_websocket_transport_refuses_an_owner_that_cannot_open_one():
 def test_the_owner_of_a_client_without_a_manager_knows_nothing():
     owner = ConKernelClient().owner
     assert (owner.has_kernel, owner.gone, owner.kernel_name) == (False, None, None)
+
+
+async def test_a_silent_kernel_whose_jupyter_client_manager_says_it_is_gone_is_dead():
+    km = AsyncKernelManager(client_class='conkernel.ConKernelClient')
+    await km.start_kernel()
+    try:
+        kc = km.client(heartbeat_timeout=1)
+        await kc.start_channels(timeout=60)
+        try:
+            waiter = kc.execute('import time; time.sleep(30)', reply=True, timeout=60)
+            await asyncio.sleep(0.5)
+            km.provisioner.process.kill()  # jupyter_client's manager does not watch the process: only asked, it knows
+            with pytest.raises(DeadKernelError): await asyncio.wait_for(waiter, 15)
+            for _ in range(200):
+                if kc.connection.closed is not None and not kc.connection.unresponsive: break
+                await asyncio.sleep(0.05)
+            with pytest.raises(DeadKernelError, match='process is gone'): kc.execute('1')
+            assert not await kc.is_alive()
+        finally: await kc.astop_channels()
+        assert kc.connection.asking is None
+    finally: await km.shutdown_kernel(now=True)
+
+
+class LosingTransport(Transport):
+    "A transport that only ever tells its connection that the kernel is gone"
+    def start(self): self.alive = True
+    def send(self, channel, msg): self.connection.lost(DeadKernelError, "the far end hung up")
+    def is_alive(self): return self.alive
+    def close(self): self.alive = False
+
+
+async def test_a_client_without_a_manager_is_not_alive_once_its_link_is_lost():
+    kc = ConKernelClient(transport_class=LosingTransport, session=Session(key=b'k'), heartbeat_timeout=None)
+    kc.start_channels()
+    try:
+        assert await kc.is_alive()
+        with pytest.raises(DeadKernelError): await kc.kernel_info(reply=True, timeout=5)
+        assert kc.channels_running and not await kc.is_alive()
+    finally: await kc.astop_channels()

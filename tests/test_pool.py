@@ -242,6 +242,41 @@ async def test_sticky_keys_cap_and_death():
         async with pool.kernel('shared') as a, pool.kernel('shared') as b: assert a is b
 
 
+async def test_a_kernel_silent_for_a_while_is_not_lost_and_one_silent_for_good_is_not_handed_out():
+    async with KernelPool('py', size=1, max_kernels=3, cull_idle=None) as pool:
+        async with pool.kernel('conv') as kc:
+            await kc.execute('x = 42', reply=True)
+            pid = kc.parent.provisioner.process.pid
+            os.kill(pid, signal.SIGSTOP)  # frozen while in use: the caller's requests fail meanwhile
+            try:
+                for _ in range(200):
+                    if kc.connection.unresponsive: break
+                    await asyncio.sleep(0.05)
+                assert kc.connection.unresponsive
+            finally: os.kill(pid, signal.SIGCONT)
+            for _ in range(200):
+                if kc.connection.closed is None: break
+                await asyncio.sleep(0.05)
+            assert value(await kc.run('x', timeout=20)) == '42'
+        async with pool.kernel('conv') as kc:  # the key keeps its kernel, and its variables
+            assert kc.parent.provisioner.process.pid == pid and value(await kc.run('x', timeout=20)) == '42'
+        assert pool.stats['died'] == 0
+        await settled(pool)
+        warm = pool._warm[0]
+        frozen = warm.km.provisioner.process.pid
+        os.kill(frozen, signal.SIGSTOP)  # a warm kernel frozen for good
+        try:
+            for _ in range(200):
+                if warm.kc.connection.unresponsive: break
+                await asyncio.sleep(0.05)
+            async with pool.kernel(timeout=60) as kc:  # not handed out: another kernel serves
+                assert kc.parent.provisioner.process.pid != frozen
+                assert (await kc.execute('1', reply=True))['content']['status'] == 'ok'
+        finally:
+            try: os.kill(frozen, signal.SIGCONT)
+            except ProcessLookupError: pass  # the pool shut it down
+
+
 @pytest.mark.timeout(60)
 async def test_idle_keys_are_evicted_for_waiting_callers():
     async with KernelPool('py', size=0, max_kernels=2, cull_idle=None) as pool:
