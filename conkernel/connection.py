@@ -63,6 +63,8 @@ class Connection:
     "A client's link to its kernel: its router, whether the kernel can answer, and who is told when that changes"
     def __init__(self, router:Router):
         self.router,self.owner,self.listeners,self.asking = router,KernelOwner(),[],None  # asking: the task asking the owner whether a silent kernel lives
+        self.kernel_session = None  # the session id of the kernel that greeted this link (JEP 65's iopub_welcome)
+        router.watchers['iopub_welcome'] = self._welcomed
         self.deliver,self.reject = router.dispatch,router.reject  # the transport's hot path, with no call in between
 
     def __repr__(self): return f"<Connection {'open' if self.closed is None else repr(self.closed)}>"
@@ -87,7 +89,7 @@ class Connection:
 
     def open(self, loop:asyncio.AbstractEventLoop, owner:KernelOwner):
         "Accept requests from `loop`, unless `owner` knows that the kernel is gone"
-        self.owner,self.router.loop = owner,loop
+        self.owner,self.router.loop,self.kernel_session = owner,loop,None
         self._reopen()
         if owner.gone is not None: self.lost(DeadKernelError, owner.gone)
 
@@ -131,6 +133,13 @@ class Connection:
         if self.closed is not None and not self.unresponsive: return
         self.lost(KernelRestartedError, why)
         self._reopen()
+
+    def _welcomed(self, msg:dict):
+        "An iopub_welcome: a kernel took the link's subscription; one of another session than before is a restarted kernel"
+        session = msg['header'].get('session')
+        if not isinstance(session, str) or not session or session == self.kernel_session: return  # xeus-python's is empty
+        before, self.kernel_session = self.kernel_session, session
+        if before is not None: self.restarted(f"the kernel was restarted (a new kernel, session {session}, greeted the client)")
 
     def subscribe(self, listener):
         "Call `listener(error)` when the link closes (`error()` makes its exception), `listener(None)` when it opens again"

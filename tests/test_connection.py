@@ -5,7 +5,7 @@ import pytest
 from jupyter_client import AsyncKernelManager
 from jupyter_client.session import Session
 
-from conkernel import (ConKernelClient, Connection, DeadKernelError, KernelOwner, KernelUnresponsiveError, Router,
+from conkernel import (ConKernelClient, Connection, DeadKernelError, KernelOwner, KernelRestartedError, KernelUnresponsiveError, Router,
                        Transport, TransportSettings, WebsocketTransport, run_kernel)
 
 
@@ -96,3 +96,38 @@ async def test_a_client_without_a_manager_is_not_alive_once_its_link_is_lost():
         with pytest.raises(DeadKernelError): await kc.kernel_info(reply=True, timeout=5)
         assert kc.channels_running and not await kc.is_alive()
     finally: await kc.astop_channels()
+
+
+async def test_a_restart_by_a_jupyter_client_manager_fails_what_waits_and_the_client_goes_on():
+    km = AsyncKernelManager(client_class='conkernel.ConKernelClient')
+    await km.start_kernel()
+    try:
+        kc = km.client()
+        await kc.start_channels(timeout=60)
+        try:
+            await kc.execute('x = 1', reply=True)
+            async def streamed(): return [m async for m in kc.stream('import time; time.sleep(20)')]
+            waiting = asyncio.gather(kc.run('import time; time.sleep(20)'), streamed(), return_exceptions=True)
+            await asyncio.sleep(0.5)
+            await km.restart_kernel()  # jupyter_client's own restart: nobody tells the client
+            results = await asyncio.wait_for(waiting, 15)
+            assert [type(r).__name__ for r in results] == ['KernelRestartedError'] * 2, results
+            assert (await kc.run('x', timeout=20)).ename == 'NameError'  # the new kernel answers
+            assert len(kc.pending) == 0
+        finally: await kc.astop_channels()
+    finally: await km.shutdown_kernel(now=True)
+
+
+async def test_a_client_its_manager_did_not_make_hears_of_the_restart():
+    async with run_kernel('py') as (km, kc):  # ipymini greets every subscriber: this client knows its kernel
+        other = ConKernelClient(connection_file=km.connection_file)
+        other.load_connection_file()
+        await other.start_channels(timeout=60)
+        try:
+            assert other.connection.kernel_session is not None
+            waiter = other.execute('import time; time.sleep(20)', reply=True, timeout=30)
+            await asyncio.sleep(0.5)
+            await km.restart_kernel(now=True)  # killed: the old kernel sends no reply of its own
+            with pytest.raises(KernelRestartedError): await asyncio.wait_for(waiter, 15)
+            assert (await other.execute('1', reply=True, timeout=20))['content']['status'] == 'ok'
+        finally: await other.astop_channels()
