@@ -111,7 +111,8 @@ class Connection:
         if heard and asyncio.get_running_loop().time() - heard < timeout: return
         self.lost(KernelUnresponsiveError, f"the kernel answered no heartbeat for {seconds:.0f} s: "
                                            "it is frozen, stopped, dead or unreachable")
-        if self.owner.has_kernel and self.asking is None: self.asking = asyncio.ensure_future(self._ask_owner())
+        if self.unresponsive and self.owner.has_kernel and self.asking is None:  # a link closed otherwise is not asked about
+            self.asking = asyncio.ensure_future(self._ask_owner())
 
     async def _ask_owner(self):
         "The kernel is silent: a manager that says its process is gone ends the link for good"
